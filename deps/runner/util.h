@@ -1,0 +1,72 @@
+// Small POSIX helpers for the runner: owned fds, errno-carrying errors,
+// child processes tied to the runner's lifetime.
+#pragma once
+
+#include <sys/types.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace krunbox {
+
+// An error the runner reports to the addon as {"event":"error","code":...}.
+class RunnerError : public std::runtime_error {
+ public:
+  RunnerError(std::string code, const std::string& message)
+      : std::runtime_error(message), code_(std::move(code)) {}
+  const std::string& code() const { return code_; }
+
+ private:
+  std::string code_;
+};
+
+// Throws RunnerError{code} with strerror(errno) appended.
+[[noreturn]] void ThrowErrno(const std::string& code, const std::string& what);
+
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(o.release()) {}
+  Fd& operator=(Fd&& o) noexcept {
+    reset(o.release());
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release() {
+    int f = fd_;
+    fd_ = -1;
+    return f;
+  }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+bool WriteAll(int fd, const std::string& data);
+void SetNonBlocking(int fd);
+
+// Last `max` bytes of a file, for error messages (console, daemon logs).
+std::string FileTail(const std::string& path, size_t max);
+
+// fork + exec of a helper (VMM, daemons). The child dies with the runner
+// (PR_SET_PDEATHSIG), starts with default signal handling and an empty
+// signal mask, and gets only stdin=/dev/null and stdout+stderr=logPath.
+pid_t SpawnHelper(const std::vector<std::string>& argv, const std::string& logPath);
+
+// Listening Unix stream socket at `path` (a stale socket file is replaced;
+// any other file there is an error).
+Fd ListenUnix(const std::string& path);
+Fd ConnectUnix(const std::string& path);
+
+// rm -rf that never follows symlinks and stays on one filesystem.
+void RemoveTree(const std::string& path);
+
+}  // namespace krunbox

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# krunbox setup: fetches every input from Debian's archive, then builds the
+# addon, the runner, the guest agent, the initramfs and the default root.
+# Idempotent: run it again at any time (`npm run setup`). `npm ci` runs it.
+#
+#   from bookworm (apt-get install): qemu-system-x86 (QEMU + the C virtiofsd),
+#       busybox-static, cpio, nlohmann-json3-dev
+#   from bookworm (apt-get download + dpkg -x): linux-image-*-cloud-amd64
+#   from sid (apt-get download + dpkg -x): vhost-device-vsock
+# Downloads land in deps/debian/ (git-ignored); nothing from testing or
+# unstable is ever installed system-wide.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DEB=$ROOT/deps/debian
+mkdir -p "$DEB"
+
+say() { printf 'krunbox setup: %s\n' "$*"; }
+die() { printf 'krunbox setup: error: %s\n' "$*" >&2; exit 1; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@" 2>/dev/null || return 1; fi; }
+
+[ "$(uname -m)" = x86_64 ] || die "only x86_64 Linux hosts are supported for now (found $(uname -m))"
+command -v apt-get >/dev/null || die "this setup needs a Debian/Ubuntu host with apt-get; on other distributions install QEMU, virtiofsd and vhost-device-vsock yourself and see the README"
+
+# --- apt sources: other suites pinned low, so nothing from them is chosen by default
+EXTRA_SOURCES=/etc/apt/sources.list.d/krunbox-extra.sources
+EXTRA_PIN=/etc/apt/preferences.d/krunbox-extra
+if [ ! -f "$EXTRA_SOURCES" ] || [ ! -f "$EXTRA_PIN" ]; then
+  # The same Debian mirror the host already uses for bookworm.
+  MIRROR=$(apt-get indextargets --format '$(SITE) $(CODENAME) $(ORIGIN)' 'Identifier: Packages' 2>/dev/null \
+    | awk '$2 == "bookworm" && $3 == "Debian" {print $1; exit}')
+  [ -n "$MIRROR" ] || die "no Debian bookworm apt source found: krunbox's setup expects Debian 12"
+  say "adding Debian trixie and sid as extra apt sources, pinned low ($EXTRA_SOURCES)"
+  as_root tee "$EXTRA_SOURCES" >/dev/null <<EOF || die "cannot write $EXTRA_SOURCES: run 'sudo npm run setup'"
+Types: deb
+URIs: $MIRROR
+Suites: trixie sid
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+  as_root tee "$EXTRA_PIN" >/dev/null <<'EOF'
+# krunbox: packages from these suites are only ever downloaded, never chosen.
+Package: *
+Pin: release n=trixie
+Pin-Priority: 100
+
+Package: *
+Pin: release n=sid
+Pin-Priority: 50
+EOF
+  APT_UPDATED=
+fi
+apt_update() {
+  if [ -z "${APT_UPDATED:-}" ]; then
+    say "apt-get update"
+    as_root apt-get update -q >/dev/null || die "apt-get update failed: run 'sudo apt-get update' and retry"
+    APT_UPDATED=1
+  fi
+}
+if [ -z "$(apt-cache policy vhost-device-vsock 2>/dev/null | grep -m1 Candidate | grep -v none)" ]; then
+  APT_UPDATED=
+  apt_update
+fi
+
+# --- system packages from Debian 12
+NEED=()
+for pkg in qemu-system-x86 busybox-static cpio kmod nlohmann-json3-dev; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || NEED+=("$pkg")
+done
+if [ ${#NEED[@]} -gt 0 ]; then
+  apt_update
+  # Refuse anything that would replace the C library or other base packages.
+  if apt-get -s install -y --no-install-recommends "${NEED[@]}" | grep -E '^Inst (libc6|libc-bin|base-files) '; then
+    die "installing ${NEED[*]} would upgrade base packages; install them from your release by hand"
+  fi
+  say "installing ${NEED[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${NEED[@]}" >/dev/null \
+    || die "missing packages ${NEED[*]}: run 'sudo apt-get install ${NEED[*]}'"
+fi
+
+# --- downloads unpacked into deps/debian/root (git-ignored)
+# fetch PACKAGE[=VERSION] [SUITE]: apt-get download + dpkg -x, once per version.
+fetch() {
+  local spec=$1 suite=${2:-} name=${1%%=*} deb
+  local stamp="$DEB/.fetched-${spec//[^A-Za-z0-9.+_-]/_}"
+  [ -f "$stamp" ] && return 0
+  apt_update
+  ( cd "$DEB" && rm -f "${name}"_*.deb && apt-get download -q ${suite:+-t "$suite"} "$spec" >/dev/null 2>&1 ) \
+    || die "cannot download $spec${suite:+ from $suite}: check the apt sources (see $EXTRA_SOURCES)"
+  deb=$(ls "$DEB"/"${name}"_*.deb | head -n1)
+  dpkg -x "$deb" "$DEB/root"
+  rm -f "$deb"
+  touch "$stamp"
+}
+
+# The guest kernel: whatever Debian 12's cloud kernel metapackage points at.
+KPKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
+[ -n "$KPKG" ] || { apt_update; KPKG=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/{print $2; exit}'); }
+[ -n "$KPKG" ] || die "cannot resolve linux-image-cloud-amd64 to a kernel package"
+fetch "$KPKG"
+echo "${KPKG#linux-image-}" > "$DEB/kernel-release"
+
+# vhost-device-vsock exists only in sid; its binary needs just libc >= 2.34.
+fetch vhost-device-vsock sid
+"$DEB/root/usr/bin/vhost-device-vsock" --version >/dev/null \
+  || die "vhost-device-vsock from sid does not run on this host (needs glibc >= 2.34)"
+
+# --- build
+say "building the addon, runner, agent and libkrun test double (cmake-js)"
+npx --no-install cmake-js build --out build >"$ROOT/build.log" 2>&1 || { tail -n 40 "$ROOT/build.log"; die "native build failed (full log: build.log)"; }
+say "assembling the guest (kernel, initramfs, default root)"
+node scripts/build-guest.mjs
+say "compiling TypeScript"
+npx --no-install tsc -p tsconfig.json
+say "done"

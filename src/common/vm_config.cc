@@ -1,0 +1,249 @@
+#include "vm_config.h"
+
+#include <sys/stat.h>
+
+#include <set>
+
+namespace krunbox {
+namespace {
+
+using nlohmann::json;
+
+// Bounded reads of one JSON object, each naming the field on error.
+class Reader {
+ public:
+  Reader(const json& j, std::string prefix) : j_(j), prefix_(std::move(prefix)) {
+    if (!j_.is_object()) throw ConfigError(prefix_.empty() ? "config" : prefix_, "must be an object");
+  }
+
+  std::string Field(const char* key) const { return prefix_.empty() ? key : prefix_ + "." + key; }
+  bool Has(const char* key) const { return j_.contains(key) && !j_.at(key).is_null(); }
+
+  std::string String(const char* key, const std::string& dflt) const {
+    if (!Has(key)) return dflt;
+    const json& v = j_.at(key);
+    if (!v.is_string()) throw ConfigError(Field(key), "must be a string");
+    return CheckText(Field(key), v.get<std::string>());
+  }
+
+  std::string RequiredString(const char* key) const {
+    if (!Has(key)) throw ConfigError(Field(key), "is required");
+    return String(key, "");
+  }
+
+  uint32_t Uint(const char* key, uint32_t dflt, uint32_t min, uint32_t max) const {
+    if (!Has(key)) return dflt;
+    const json& v = j_.at(key);
+    if (!v.is_number_integer() && !v.is_number_unsigned())
+      throw ConfigError(Field(key), "must be an integer");
+    const long long n = v.get<long long>();
+    if (n < min || n > max)
+      throw ConfigError(Field(key), "must be between " + std::to_string(min) + " and " + std::to_string(max));
+    return static_cast<uint32_t>(n);
+  }
+
+  bool Bool(const char* key, bool dflt) const {
+    if (!Has(key)) return dflt;
+    if (!j_.at(key).is_boolean()) throw ConfigError(Field(key), "must be true or false");
+    return j_.at(key).get<bool>();
+  }
+
+  std::vector<std::string> Strings(const char* key) const {
+    std::vector<std::string> out;
+    if (!Has(key)) return out;
+    const json& v = j_.at(key);
+    if (!v.is_array()) throw ConfigError(Field(key), "must be an array of strings");
+    for (size_t i = 0; i < v.size(); i++) {
+      const std::string f = Field(key) + "[" + std::to_string(i) + "]";
+      if (!v[i].is_string()) throw ConfigError(f, "must be a string");
+      out.push_back(CheckText(f, v[i].get<std::string>()));
+    }
+    return out;
+  }
+
+  const json& Array(const char* key, size_t max) const {
+    static const json empty = json::array();
+    if (!Has(key)) return empty;
+    const json& v = j_.at(key);
+    if (!v.is_array()) throw ConfigError(Field(key), "must be an array");
+    if (v.size() > max) throw ConfigError(Field(key), "has more than " + std::to_string(max) + " entries");
+    return v;
+  }
+
+ private:
+  // argv, env and paths cross exec() and the kernel as C strings.
+  static std::string CheckText(const std::string& field, std::string s) {
+    if (s.find('\0') != std::string::npos) throw ConfigError(field, "must not contain NUL characters");
+    return s;
+  }
+
+  const json& j_;
+  std::string prefix_;
+};
+
+bool IsAbsoluteNormal(const std::string& p) {
+  if (p.empty() || p[0] != '/') return false;
+  size_t i = 0;
+  while (i < p.size()) {
+    size_t next = p.find('/', i + 1);
+    if (next == std::string::npos) next = p.size();
+    const std::string part = p.substr(i + 1, next - i - 1);
+    if (part == "." || part == "..") return false;
+    if (part.empty() && next != p.size()) return false;  // "//"
+    i = next;
+  }
+  return true;
+}
+
+void RequireAbsolute(const std::string& field, const std::string& p) {
+  if (!IsAbsoluteNormal(p))
+    throw ConfigError(field, "must be an absolute path without '.', '..' or '//' components (got \"" + p + "\")");
+}
+
+void RequireDir(const std::string& field, const std::string& p) {
+  RequireAbsolute(field, p);
+  struct stat st;
+  if (stat(p.c_str(), &st) != 0) throw ConfigError(field, "folder \"" + p + "\" does not exist");
+  if (!S_ISDIR(st.st_mode)) throw ConfigError(field, "\"" + p + "\" is not a folder");
+}
+
+void RequireFile(const std::string& field, const std::string& p, const std::string& remedy) {
+  struct stat st;
+  if (p.empty() || stat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+    throw ConfigError(field, "file \"" + p + "\" not found; " + remedy);
+}
+
+Accel ParseAccel(const std::string& field, const std::string& s) {
+  if (s == "auto") return Accel::Auto;
+  if (s == "kvm") return Accel::Kvm;
+  if (s == "tcg") return Accel::Tcg;
+  throw ConfigError(field, "must be \"auto\", \"kvm\" or \"tcg\" (got \"" + s + "\")");
+}
+
+bool ValidTag(const std::string& t) {
+  // virtio-fs tags are at most 36 bytes; keep them to a safe alphabet.
+  if (t.empty() || t.size() > 36) return false;
+  for (char c : t)
+    if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
+  return true;
+}
+
+}  // namespace
+
+const char* AccelName(Accel a) {
+  switch (a) {
+    case Accel::Kvm: return "kvm";
+    case Accel::Tcg: return "tcg";
+    default: return "auto";
+  }
+}
+
+VmConfig VmConfigFromJson(const json& j) {
+  Reader r(j, "");
+  VmConfig c;
+  c.backend = r.String("backend", "qemu");
+  if (c.backend != "qemu" && c.backend != "libkrun")
+    throw ConfigError("backend", "must be \"qemu\" or \"libkrun\" (got \"" + c.backend + "\")");
+  c.accel = ParseAccel("accel", r.String("accel", "auto"));
+  c.cpus = r.Uint("cpus", 1, 1, kMaxCpus);
+  c.memoryMiB = r.Uint("memoryMiB", 256, kMinMemoryMiB, 1024 * 1024);
+  c.bootTimeoutMs = r.Uint("bootTimeoutMs", 60000, 1000, 3600 * 1000);
+
+  c.rootPath = r.RequiredString("rootPath");
+  RequireDir("rootPath", c.rootPath);
+  c.rootReadOnly = r.Bool("rootReadOnly", false);
+
+  std::set<std::string> tags, guestPaths;
+  const json& shares = r.Array("shares", kMaxShares);
+  for (size_t i = 0; i < shares.size(); i++) {
+    Reader s(shares[i], "shares[" + std::to_string(i) + "]");
+    Share sh;
+    sh.tag = s.RequiredString("tag");
+    if (!ValidTag(sh.tag))
+      throw ConfigError(s.Field("tag"), "must be 1-36 characters of letters, digits, '-', '_' or '.'");
+    if (!tags.insert(sh.tag).second) throw ConfigError(s.Field("tag"), "\"" + sh.tag + "\" is used twice");
+    sh.hostPath = s.RequiredString("hostPath");
+    RequireDir(s.Field("hostPath"), sh.hostPath);
+    sh.guestPath = s.RequiredString("guestPath");
+    RequireAbsolute(s.Field("guestPath"), sh.guestPath);
+    if (sh.guestPath == "/") throw ConfigError(s.Field("guestPath"), "cannot be \"/\": the root is rootPath");
+    if (!guestPaths.insert(sh.guestPath).second)
+      throw ConfigError(s.Field("guestPath"), "\"" + sh.guestPath + "\" is used by two shares");
+    sh.readOnly = s.Bool("readOnly", false);
+    c.shares.push_back(sh);
+  }
+
+  std::set<uint32_t> ports;
+  const json& vsock = r.Array("vsock", kMaxVsockPorts);
+  for (size_t i = 0; i < vsock.size(); i++) {
+    Reader v(vsock[i], "vsock[" + std::to_string(i) + "]");
+    VsockPort p;
+    p.port = v.Uint("port", 0, 1, 0xfffffffeu);
+    if (p.port == 0) throw ConfigError(v.Field("port"), "is required");
+    if (p.port == kControlPort)
+      throw ConfigError(v.Field("port"), "port " + std::to_string(kControlPort) + " is reserved for the krunbox agent");
+    if (!ports.insert(p.port).second) throw ConfigError(v.Field("port"), "port " + std::to_string(p.port) + " is mapped twice");
+    p.socketPath = v.RequiredString("socketPath");
+    RequireAbsolute(v.Field("socketPath"), p.socketPath);
+    if (p.socketPath.size() >= 100)
+      throw ConfigError(v.Field("socketPath"), "is too long for a Unix socket (keep it under 100 bytes)");
+    p.listen = v.Bool("listen", false);
+    c.vsock.push_back(p);
+  }
+
+  c.command = r.Strings("command");
+  if (c.command.empty() || c.command[0].empty())
+    throw ConfigError("command", "must name the program to run, e.g. [\"/bin/sh\", \"-c\", \"echo hi\"]");
+  c.env = r.Strings("env");
+  for (size_t i = 0; i < c.env.size(); i++) {
+    const size_t eq = c.env[i].find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw ConfigError("env[" + std::to_string(i) + "]", "must look like KEY=VALUE");
+  }
+  c.workdir = r.String("workdir", "/");
+  RequireAbsolute("workdir", c.workdir);
+  c.consolePath = r.String("consolePath", "");
+  if (!c.consolePath.empty()) RequireAbsolute("consolePath", c.consolePath);
+
+  c.kernelPath = r.String("kernelPath", "");
+  c.initrdPath = r.String("initrdPath", "");
+  c.qemuPath = r.String("qemuPath", "");
+  c.virtiofsdPath = r.String("virtiofsdPath", "");
+  c.vsockDaemonPath = r.String("vsockDaemonPath", "");
+  c.libkrunPath = r.String("libkrunPath", "");
+  c.accelCachePath = r.String("accelCachePath", "");
+  if (c.backend == "qemu") {
+    const std::string setup = "run `npm run setup` (scripts/setup.sh) to fetch and build the guest";
+    RequireFile("kernelPath", c.kernelPath, setup);
+    RequireFile("initrdPath", c.initrdPath, setup);
+    RequireFile("qemuPath", c.qemuPath, "install QEMU: apt-get install qemu-system-x86");
+    RequireFile("virtiofsdPath", c.virtiofsdPath, "install virtiofsd: apt-get install qemu-system-common (Debian 12)");
+    RequireFile("vsockDaemonPath", c.vsockDaemonPath, "run `npm run setup` to fetch vhost-device-vsock");
+  }
+  return c;
+}
+
+json VmConfigToJson(const VmConfig& c) {
+  json shares = json::array();
+  for (const Share& s : c.shares)
+    shares.push_back({{"tag", s.tag}, {"hostPath", s.hostPath}, {"guestPath", s.guestPath}, {"readOnly", s.readOnly}});
+  json vsock = json::array();
+  for (const VsockPort& p : c.vsock)
+    vsock.push_back({{"port", p.port}, {"socketPath", p.socketPath}, {"listen", p.listen}});
+  return {
+      {"backend", c.backend},       {"accel", AccelName(c.accel)},
+      {"cpus", c.cpus},             {"memoryMiB", c.memoryMiB},
+      {"bootTimeoutMs", c.bootTimeoutMs},
+      {"rootPath", c.rootPath},     {"rootReadOnly", c.rootReadOnly},
+      {"shares", shares},           {"vsock", vsock},
+      {"command", c.command},       {"env", c.env},
+      {"workdir", c.workdir},       {"consolePath", c.consolePath},
+      {"kernelPath", c.kernelPath}, {"initrdPath", c.initrdPath},
+      {"qemuPath", c.qemuPath},     {"virtiofsdPath", c.virtiofsdPath},
+      {"vsockDaemonPath", c.vsockDaemonPath},
+      {"libkrunPath", c.libkrunPath},
+      {"accelCachePath", c.accelCachePath},
+  };
+}
+
+}  // namespace krunbox

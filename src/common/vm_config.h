@@ -1,0 +1,87 @@
+// The one VM description shared by the addon (which builds it from JS), the
+// runner (which turns it into a VMM invocation) and the tests. It travels
+// from addon to runner as one line of JSON.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace krunbox {
+
+// A host folder exported to the guest over virtio-fs.
+struct Share {
+  std::string tag;        // unique name; the guest sees it under this tag
+  std::string hostPath;   // absolute host directory
+  std::string guestPath;  // absolute mount point inside the guest
+  bool readOnly = false;  // enforced on the host, not only by the guest mount
+};
+
+// One vsock port bridged to a host Unix socket, in libkrun's terms:
+// listen=true  -> the host listens on socketPath and each connection reaches
+//                 the guest's listener on `port` (host -> guest);
+// listen=false -> a guest connecting to host port `port` reaches the Unix
+//                 socket that the host program listens on (guest -> host).
+struct VsockPort {
+  uint32_t port = 0;
+  std::string socketPath;
+  bool listen = false;
+};
+
+enum class Accel { Auto, Kvm, Tcg };
+
+struct VmConfig {
+  std::string backend = "qemu";  // "qemu" | "libkrun"
+  Accel accel = Accel::Auto;      // qemu only; libkrun always uses KVM/HVF
+  uint32_t cpus = 1;
+  uint32_t memoryMiB = 256;
+  std::string rootPath;           // host folder that becomes the guest's /
+  bool rootReadOnly = false;
+  std::vector<Share> shares;
+  std::vector<VsockPort> vsock;
+  std::vector<std::string> command;  // argv of the guest workload
+  std::vector<std::string> env;      // KEY=VALUE
+  std::string workdir = "/";
+  std::string consolePath;           // empty: a file in the runner's run dir
+  uint32_t bootTimeoutMs = 60000;    // boot -> guest agent ready
+
+  // Runtime inputs, resolved by lib/ (package-relative) and checked here.
+  std::string kernelPath;
+  std::string initrdPath;
+  std::string qemuPath;
+  std::string virtiofsdPath;
+  std::string vsockDaemonPath;
+  std::string libkrunPath;        // empty: the system's libkrun.so.1
+  std::string accelCachePath;     // where an auto KVM probe result is kept
+};
+
+// A config value the user must fix; `field` is the dotted path of the
+// offending option (e.g. "shares[2].guestPath").
+class ConfigError : public std::runtime_error {
+ public:
+  ConfigError(std::string field, const std::string& message)
+      : std::runtime_error(field + ": " + message), field_(std::move(field)) {}
+  const std::string& field() const { return field_; }
+
+ private:
+  std::string field_;
+};
+
+// Limits that keep one VM within what both backends and the guest support.
+constexpr uint32_t kMaxCpus = 64;
+constexpr uint32_t kMinMemoryMiB = 64;
+constexpr uint32_t kMaxShares = 64;
+constexpr uint32_t kMaxVsockPorts = 64;
+// Port the guest agent uses to reach the runner; user mappings may not use it.
+constexpr uint32_t kControlPort = 1024;
+
+// Parses and validates; throws ConfigError naming the field.
+VmConfig VmConfigFromJson(const nlohmann::json& j);
+nlohmann::json VmConfigToJson(const VmConfig& c);
+
+const char* AccelName(Accel a);
+
+}  // namespace krunbox
