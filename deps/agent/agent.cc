@@ -111,7 +111,10 @@ int VsockListen(uint32_t port) {
   return fd;
 }
 
-// Copies stdin -> sock and sock -> stdout until the socket side ends.
+// Copies stdin -> sock and sock -> stdout until the socket side ends. The
+// end of stdin is not passed on as a half-close: vsock transports (vhost
+// and vhost-user alike) treat a shutdown as the end of the connection and
+// drop what the peer had not yet sent.
 int Bridge(int sock) {
   bool inOpen = true;
   char buf[65536];
@@ -129,7 +132,6 @@ int Bridge(int sock) {
     if (inOpen && fds[1].revents) {
       ssize_t n = read(0, buf, sizeof buf);
       if (n <= 0) {
-        shutdown(sock, SHUT_WR);
         inOpen = false;
       } else if (!WriteAll(sock, std::string(buf, static_cast<size_t>(n)))) {
         return 1;
@@ -237,6 +239,9 @@ pid_t StartWorkload(const nlohmann::json& cfg) {
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
   setsid();
+  // The console has no input side: reading it would block forever.
+  int devnull = open("/dev/null", O_RDONLY);
+  if (devnull >= 0) dup2(devnull, 0);
   if (chroot(kNewRoot) != 0 || chdir("/") != 0) {
     perror("krunbox-agent: chroot");
     _exit(127);
@@ -273,7 +278,10 @@ int Supervise(pid_t workload, int control) {
       if (p == workload) return status;
     pollfd fds[2] = {{sfd, POLLIN, 0}, {control, POLLIN, 0}};
     const int n = poll(fds, control >= 0 ? 2 : 1, killAt >= 0 ? kStopGraceMs : -1);
-    if (n == 0 && killAt >= 0) kill(-workload, SIGKILL);
+    if (n == 0 && killAt >= 0) {
+      kill(workload, SIGKILL);
+      kill(-workload, SIGKILL);
+    }
     if (fds[0].revents) {
       signalfd_siginfo si;
       (void)!read(sfd, &si, sizeof si);
@@ -287,6 +295,8 @@ int Supervise(pid_t workload, int control) {
       }
       buf.append(chunk, static_cast<size_t>(r));
       if (buf.find("poweroff\n") != std::string::npos && killAt < 0) {
+        // The child may not have made its process group yet.
+        kill(workload, SIGTERM);
         kill(-workload, SIGTERM);
         killAt = 1;
       }
@@ -324,7 +334,8 @@ int Supervise(pid_t workload, int control) {
     control = DialHost(1024);
     WriteAll(control, "ready\n");
     MkdirP(kTreeDir);
-    Mount("krunbox", kTreeDir, "virtiofs", MS_RDONLY, nullptr);
+    // Read-write: the host decides what is read-only, per share.
+    Mount("krunbox", kTreeDir, "virtiofs", 0, nullptr);
     const nlohmann::json cfg = ReadConfig();
     BuildRoot(cfg);
     const int status = Supervise(StartWorkload(cfg), control);

@@ -115,6 +115,7 @@ Napi::Value Vm::Start(const Napi::CallbackInfo& info) {
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, configPipe[0], 0);
   posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, eventsPipe[1], 3);
   posix_spawn_file_actions_adddup2(&fa, controlPipe[0], 4);
   posix_spawnattr_t attr;
