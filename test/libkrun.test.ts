@@ -1,0 +1,109 @@
+// The libkrun backend cannot boot a guest on this project's CI hosts (their
+// KVM is PVM, which runs only PVM guest kernels), so these tests drive the
+// real runner against a TEST DOUBLE of libkrun (deps/libkrun-double) that
+// records every krun_* call and exits like krun_start_enter does.
+import fs from "node:fs";
+import path from "node:path";
+import { afterEach, beforeEach, expect, it } from "vitest";
+import { LibkrunNotFoundError, VirtualMachine } from "../lib/index.js";
+import { packageRoot } from "../lib/runtime.js";
+import { tempDir } from "./helpers.js";
+
+const double = path.join(packageRoot, "build/Release/libkrun-double.so");
+const oldDouble = path.join(packageRoot, "build/Release/libkrun-double-old.so");
+let log: string;
+
+beforeEach(() => {
+  log = path.join(tempDir(), "calls.log");
+  process.env.KRUN_DOUBLE_LOG = log;
+  process.env.KRUN_DOUBLE_EXIT = "5";
+  process.env.KRUNBOX_TEST_SECRET = "must-not-reach-the-guest";
+});
+afterEach(() => {
+  delete process.env.KRUN_DOUBLE_LOG;
+  delete process.env.KRUN_DOUBLE_EXIT;
+  delete process.env.KRUNBOX_TEST_SECRET;
+});
+
+it("translates the VM config into krun_* calls and reports the workload's exit status", async () => {
+  const root = tempDir();
+  const ro = tempDir();
+  const rw = tempDir();
+  const vm = VirtualMachine.start({
+    backend: "libkrun",
+    libkrunPath: double,
+    cpus: 2,
+    memoryMiB: 512,
+    rootPath: root,
+    shares: [
+      { tag: "src", hostPath: ro, guestPath: "/src", readOnly: true },
+      { tag: "data", hostPath: rw, guestPath: "/data" },
+    ],
+    vsock: [
+      { port: 5000, socketPath: "/tmp/in.sock", listen: true },
+      { port: 5001, socketPath: "/tmp/out.sock", listen: false },
+    ],
+    command: ["/bin/sh", "-c", "echo hi"],
+    env: { A: "1" },
+    workdir: "/work",
+    consolePath: "/tmp/krun-console.log",
+  });
+  const exit = await vm.exited;
+  expect(exit.code).toBe(5);
+  expect(vm.accel).toBe("kvm");
+  expect(fs.readFileSync(log, "utf8").trim().split("\n")).toEqual([
+    "krun_create_ctx",
+    "krun_set_vm_config 7 2 512",
+    `krun_set_root 7 ${root}`,
+    `krun_add_virtiofs3 7 src ${ro} 0 1`,
+    `krun_add_virtiofs3 7 data ${rw} 0 0`,
+    "krun_disable_implicit_vsock 7",
+    "krun_add_vsock 7 0",
+    "krun_add_vsock_port2 7 5000 /tmp/in.sock 1",
+    "krun_add_vsock_port2 7 5001 /tmp/out.sock 0",
+    "krun_set_exec 7 /bin/sh",
+    "  argv [-c] [echo hi]",
+    "  envp [A=1]",
+    "krun_set_workdir 7 /work",
+    "krun_set_console_output 7 /tmp/krun-console.log",
+    "krun_start_enter 7",
+  ]);
+});
+
+it("exports a read-only root through krun_add_virtiofs3", async () => {
+  const root = tempDir();
+  process.env.KRUN_DOUBLE_EXIT = "0";
+  const vm = VirtualMachine.start({ backend: "libkrun", libkrunPath: double, rootPath: root, rootReadOnly: true, command: ["/x"] });
+  expect((await vm.exited).code).toBe(0);
+  const calls = fs.readFileSync(log, "utf8");
+  expect(calls).toContain(`krun_add_virtiofs3 7 /dev/root ${root} 0 1`);
+  expect(calls).not.toContain("krun_set_root");
+  expect(calls).not.toContain("must-not-reach-the-guest");
+});
+
+it("reports a missing libkrun with a typed error that says how to install it", async () => {
+  const vm = VirtualMachine.start({ backend: "libkrun", libkrunPath: "/nonexistent/libkrun.so.1", rootPath: tempDir(), command: ["/x"] });
+  const err = await vm.exited.catch((e) => e);
+  expect(err).toBeInstanceOf(LibkrunNotFoundError);
+  expect(err.message).toMatch(/cannot load \/nonexistent\/libkrun\.so\.1/);
+  expect(err.message).toMatch(/dnf install libkrun/);
+  expect(err.message).toMatch(/KRUNBOX_LIBKRUN/);
+});
+
+it("refuses a libkrun without krun_add_vsock rather than give the guest the host's network", async () => {
+  const vm = VirtualMachine.start({ backend: "libkrun", libkrunPath: oldDouble, rootPath: tempDir(), command: ["/x"] });
+  const err = await vm.exited.catch((e) => e);
+  expect(err).toBeInstanceOf(LibkrunNotFoundError);
+  expect(err.message).toMatch(/krun_add_vsock.*1\.15 or newer/);
+  expect(fs.existsSync(log)).toBe(false); // failed before any krun_* call
+});
+
+it("finds libkrun through KRUNBOX_LIBKRUN", async () => {
+  process.env.KRUNBOX_LIBKRUN = double;
+  try {
+    const vm = VirtualMachine.start({ backend: "libkrun", rootPath: tempDir(), command: ["/x"] });
+    expect((await vm.exited).code).toBe(5);
+  } finally {
+    delete process.env.KRUNBOX_LIBKRUN;
+  }
+});
