@@ -233,7 +233,7 @@ describe("bad config", () => {
   it("names the field and starts nothing", () => {
     const before = vmProcesses().length;
     const cases: [object, string][] = [
-      [{ command: [] }, "command"],
+      [{ command: [""] }, "command"],
       [{ command: ["/bin/true"], cpus: 0 }, "cpus"],
       [{ command: ["/bin/true"], rootPath: "/no/such/dir" }, "rootPath"],
       [{ command: ["/bin/true"], shares: [{ tag: "a", hostPath: "/tmp", guestPath: "rel" }] }, "shares[0].guestPath"],

@@ -1,11 +1,12 @@
 // krunbox-agent: the guest's PID 1 (static binary in the initramfs).
 //
 // Boot: mount /dev, /proc, /sys; load the virtio/virtio-fs/vsock modules;
-// dial the runner on vsock (host CID 2, port 1024) and say "ready"; mount
-// the VM's virtio-fs tree; build the workload's root (bind, or overlayfs
-// with a tmpfs upper when the host folder is read-only); mount the shares;
-// run the command; report "exit N" / "signal N"; power off. Host requests
-// ("poweroff") arrive on the same connection.
+// dial the runner on vsock (host CID 2, port 1024); mount the VM's virtio-fs
+// tree; build the workload's root (bind, or overlayfs with a tmpfs upper
+// when the host folder is read-only); mount the shares; serve execs on vsock
+// port 1025 (exec_server.h) and say "ready". With a configured command it
+// runs that too, reports "exit N" / "signal N" when it ends and powers off;
+// without one it serves until the host says "poweroff".
 //
 // Run as any other PID, it is a small vsock tool for workloads and tests:
 //   krunbox-agent vsock-connect PORT   stdio <-> host port PORT
@@ -21,152 +22,29 @@
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-// clang-format off
-#include <linux/vm_sockets.h>
-// clang-format on
 
 #include <fstream>
-#include <sstream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "common.h"
+#include "exec_server.h"
+#include "process.h"
+#include "vsock.h"
+
+namespace agent {
 namespace {
 
 constexpr const char* kTreeDir = "/run/krunbox";
-constexpr const char* kNewRoot = "/newroot";
+constexpr uint32_t kControlPort = 1024;
+constexpr uint32_t kExecPort = 1025;
 constexpr int kStopGraceMs = 3000;
-
-struct SetupError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-[[noreturn]] void Fail(const std::string& what) { throw SetupError(what + ": " + strerror(errno)); }
-
-void Log(const std::string& msg) {
-  const std::string line = "krunbox-agent: " + msg + "\n";
-  (void)!write(2, line.data(), line.size());
-}
-
-bool WriteAll(int fd, const std::string& s) {
-  size_t off = 0;
-  while (off < s.size()) {
-    ssize_t n = write(fd, s.data() + off, s.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    off += static_cast<size_t>(n);
-  }
-  return true;
-}
-
-void MkdirP(const std::string& path) {
-  std::string cur;
-  std::stringstream ss(path);
-  std::string part;
-  while (std::getline(ss, part, '/')) {
-    if (part.empty()) continue;
-    cur += "/" + part;
-    if (mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) Fail("mkdir " + cur);
-  }
-}
-
-void Mount(const char* src, const std::string& target, const char* type, unsigned long flags, const char* data) {
-  if (mount(src, target.c_str(), type, flags, data) != 0) Fail(std::string("mount ") + type + " at " + target);
-}
-
-// --- vsock ----------------------------------------------------------------
-
-int VsockSocket() {
-  int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) Fail("vsock socket");
-  return fd;
-}
-
-int VsockConnect(uint32_t port) {
-  int fd = VsockSocket();
-  sockaddr_vm addr{};
-  addr.svm_family = AF_VSOCK;
-  addr.svm_cid = VMADDR_CID_HOST;
-  addr.svm_port = port;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-int VsockListen(uint32_t port) {
-  int fd = VsockSocket();
-  sockaddr_vm addr{};
-  addr.svm_family = AF_VSOCK;
-  addr.svm_cid = VMADDR_CID_ANY;
-  addr.svm_port = port;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(fd, 16) != 0) Fail("vsock listen");
-  return fd;
-}
-
-// Copies stdin -> sock and sock -> stdout until the socket side ends. The
-// end of stdin is not passed on as a half-close: vsock transports (vhost
-// and vhost-user alike) treat a shutdown as the end of the connection and
-// drop what the peer had not yet sent.
-int Bridge(int sock) {
-  bool inOpen = true;
-  char buf[65536];
-  for (;;) {
-    pollfd fds[2] = {{sock, POLLIN, 0}, {0, static_cast<short>(inOpen ? POLLIN : 0), 0}};
-    if (poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      return 1;
-    }
-    if (fds[0].revents) {
-      ssize_t n = read(sock, buf, sizeof buf);
-      if (n <= 0) return 0;
-      if (!WriteAll(1, std::string(buf, static_cast<size_t>(n)))) return 1;
-    }
-    if (inOpen && fds[1].revents) {
-      ssize_t n = read(0, buf, sizeof buf);
-      if (n <= 0) {
-        inOpen = false;
-      } else if (!WriteAll(sock, std::string(buf, static_cast<size_t>(n)))) {
-        return 1;
-      }
-    }
-  }
-}
-
-int VsockTool(const std::string& mode, uint32_t port) {
-  if (mode == "vsock-connect") {
-    int fd = VsockConnect(port);
-    if (fd < 0) {
-      perror("vsock connect");
-      return 1;
-    }
-    return Bridge(fd);
-  }
-  int l = VsockListen(port);
-  if (mode == "vsock-listen") {
-    int c = accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
-    close(l);
-    return c < 0 ? 1 : Bridge(c);
-  }
-  for (;;) {  // vsock-echo
-    int c = accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
-    if (c < 0) continue;
-    char buf[65536];
-    ssize_t n;
-    while ((n = read(c, buf, sizeof buf)) > 0)
-      if (!WriteAll(c, std::string(buf, static_cast<size_t>(n)))) break;
-    close(c);
-  }
-}
-
-// --- boot -----------------------------------------------------------------
 
 void LoadModules() {
   std::ifstream order("/lib/modules/order");
@@ -228,80 +106,60 @@ void BuildRoot(const nlohmann::json& cfg) {
   Mount("devtmpfs", std::string(kNewRoot) + "/dev", "devtmpfs", MS_NOSUID, nullptr);
 }
 
-pid_t StartWorkload(const nlohmann::json& cfg) {
-  std::vector<std::string> args = cfg.at("command").get<std::vector<std::string>>();
-  std::vector<std::string> env = cfg.value("env", std::vector<std::string>{});
-  const std::string workdir = cfg.value("workdir", "/");
-  const pid_t pid = fork();
-  if (pid < 0) Fail("fork");
-  if (pid > 0) return pid;
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
-  setsid();
-  // The console has no input side: reading it would block forever.
-  int devnull = open("/dev/null", O_RDONLY);
-  if (devnull >= 0) dup2(devnull, 0);
-  if (chroot(kNewRoot) != 0 || chdir("/") != 0) {
-    perror("krunbox-agent: chroot");
-    _exit(127);
-  }
-  if (chdir(workdir.c_str()) != 0) {
-    fprintf(stderr, "krunbox-agent: workdir %s: %s\n", workdir.c_str(), strerror(errno));
-    _exit(127);
-  }
-  std::vector<char*> argv, envp;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (auto& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  environ = envp.data();  // execvp searches the workload's PATH
-  if (!getenv("PATH")) setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
-  execvp(argv[0], argv.data());
-  fprintf(stderr, "krunbox-agent: %s: %s\n", argv[0], strerror(errno));
-  _exit(errno == ENOENT ? 127 : 126);
-}
-
-// Reaps every child (orphans re-parent to PID 1) until the workload ends or
-// the host asks to power off; returns the workload's wait status.
-int Supervise(pid_t workload, int control) {
+// The one event loop of PID 1: reaps every child (orphans re-parent to us),
+// serves execs, and watches the host's control line. Returns the configured
+// command's wait status, or nullopt when there was none and the host asked
+// to power off.
+std::optional<int> Serve(ExecServer& execs, pid_t command, int control) {
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGCHLD);
-  int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
-  std::string buf;
-  long long killAt = -1;
+  const int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+  std::string line;
+  bool stopping = false;
+  std::optional<int> commandStatus;
   for (;;) {
     int status;
     pid_t p;
-    while ((p = waitpid(-1, &status, WNOHANG)) > 0)
-      if (p == workload) return status;
-    pollfd fds[2] = {{sfd, POLLIN, 0}, {control, POLLIN, 0}};
-    const int n = poll(fds, control >= 0 ? 2 : 1, killAt >= 0 ? kStopGraceMs : -1);
-    if (n == 0 && killAt >= 0) {
-      kill(workload, SIGKILL);
-      kill(-workload, SIGKILL);
+    while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
+      if (p == command) commandStatus = status;
+      else execs.OnExit(p, status);
     }
-    if (fds[0].revents) {
-      signalfd_siginfo si;
-      (void)!read(sfd, &si, sizeof si);
+    if (commandStatus && !stopping) return commandStatus;
+    if (stopping && (command < 0 || commandStatus) && execs.Idle()) return commandStatus;
+
+    std::vector<pollfd> fds = {{sfd, POLLIN, 0}};
+    if (control >= 0) fds.push_back({control, POLLIN, 0});
+    execs.AddPollFds(fds);
+    int timeout = stopping ? kStopGraceMs : execs.NextTimeoutMs();
+    const int n = poll(fds.data(), fds.size(), timeout);
+    if (n == 0 && stopping) {
+      // The grace period is over: nothing may delay the power-off.
+      if (command > 0) kill(-command, SIGKILL), kill(command, SIGKILL);
+      execs.KillAll(SIGKILL);
+    }
+    signalfd_siginfo si;
+    while (read(sfd, &si, sizeof si) == sizeof si) {
     }
     if (control >= 0 && fds[1].revents) {
       char chunk[256];
-      ssize_t r = read(control, chunk, sizeof chunk);
+      const ssize_t r = read(control, chunk, sizeof chunk);
       if (r <= 0) {
-        control = -1;  // the host side is gone; nothing to report to
-        continue;
+        close(control);  // the host side is gone; nothing to report to
+        control = -1;
+      } else {
+        line.append(chunk, static_cast<size_t>(r));
+        if (line.find("poweroff\n") != std::string::npos && !stopping) {
+          stopping = true;
+          // The command may not have made its process group yet.
+          if (command > 0) kill(command, SIGTERM), kill(-command, SIGTERM);
+          execs.KillAll(SIGTERM);
+        }
+        if (line.size() > 4096) line.clear();
       }
-      buf.append(chunk, static_cast<size_t>(r));
-      if (buf.find("poweroff\n") != std::string::npos && killAt < 0) {
-        // The child may not have made its process group yet.
-        kill(workload, SIGTERM);
-        kill(-workload, SIGTERM);
-        killAt = 1;
-      }
-      if (buf.size() > 4096) buf.clear();
     }
+    execs.Handle(fds);
+    execs.ExpireTimeouts();
   }
 }
 
@@ -310,6 +168,14 @@ int Supervise(pid_t workload, int control) {
   // With reboot=t and QEMU's -no-reboot, a reboot ends the VM at once.
   reboot(RB_AUTOBOOT);
   for (;;) pause();
+}
+
+ExecSpec CommandSpec(const nlohmann::json& cfg) {
+  ExecSpec spec;
+  spec.argv = cfg.value("command", std::vector<std::string>{});
+  spec.env = cfg.value("env", std::vector<std::string>{});
+  spec.cwd = cfg.value("workdir", std::string("/"));
+  return spec;
 }
 
 [[noreturn]] void RunInit() {
@@ -331,17 +197,28 @@ int Supervise(pid_t workload, int control) {
     MkdirP("/sys");
     Mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
     LoadModules();
-    control = DialHost(1024);
-    WriteAll(control, "ready\n");
+    control = DialHost(kControlPort);
     MkdirP(kTreeDir);
     // Read-write: the host decides what is read-only, per share.
     Mount("krunbox", kTreeDir, "virtiofs", 0, nullptr);
     const nlohmann::json cfg = ReadConfig();
     BuildRoot(cfg);
-    const int status = Supervise(StartWorkload(cfg), control);
-    const std::string report = WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
-                                                   : "exit " + std::to_string(WEXITSTATUS(status));
-    if (control >= 0) WriteAll(control, report + "\n");
+    ExecServer execs(kExecPort);
+    WriteAll(control, "ready\n");
+    const ExecSpec spec = CommandSpec(cfg);
+    pid_t command = -1;
+    if (!spec.argv.empty()) {
+      // The console has no input side: reading it would block forever.
+      const int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+      command = Launch(spec, devnull, 1, 2);
+      close(devnull);
+      if (command < 0) Fail("fork");
+    }
+    const std::optional<int> status = Serve(execs, command, control);
+    std::string report = "exit 0";
+    if (status) report = WIFSIGNALED(*status) ? "signal " + std::to_string(WTERMSIG(*status))
+                                              : "exit " + std::to_string(WEXITSTATUS(*status));
+    WriteAll(control, report + "\n");
   } catch (const std::exception& e) {
     Log(e.what());
     if (control >= 0) WriteAll(control, std::string("error ") + e.what() + "\n");
@@ -350,16 +227,17 @@ int Supervise(pid_t workload, int control) {
 }
 
 }  // namespace
+}  // namespace agent
 
 int main(int argc, char** argv) {
-  if (getpid() == 1) RunInit();
+  if (getpid() == 1) agent::RunInit();
   if (argc == 3) {
     const std::string mode = argv[1];
     if (mode == "vsock-connect" || mode == "vsock-listen" || mode == "vsock-echo") {
       try {
-        return VsockTool(mode, static_cast<uint32_t>(strtoul(argv[2], nullptr, 10)));
+        return agent::VsockTool(mode, static_cast<uint32_t>(strtoul(argv[2], nullptr, 10)));
       } catch (const std::exception& e) {
-        Log(e.what());
+        agent::Log(e.what());
         return 1;
       }
     }

@@ -85,6 +85,8 @@ class LibkrunBackend : public Backend {
     // No TSI: without this libkrun would give the guest the host's network.
     Check(krun.disable_implicit_vsock(ctxId), "krun_disable_implicit_vsock");
     Check(krun.add_vsock(ctxId, 0), "krun_add_vsock");
+    if (!c.agentSocketPath.empty())
+      Check(krun.add_vsock_port2(ctxId, kExecPort, c.agentSocketPath.c_str(), true), "krun_add_vsock_port2");
     for (const VsockPort& p : c.vsock)
       Check(krun.add_vsock_port2(ctxId, p.port, p.socketPath.c_str(), p.listen), "krun_add_vsock_port2");
     const std::vector<std::string> args(c.command.begin() + 1, c.command.end());

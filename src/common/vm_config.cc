@@ -180,8 +180,9 @@ VmConfig VmConfigFromJson(const json& j) {
     VsockPort p;
     p.port = v.Uint("port", 0, 1, 0xfffffffeu);
     if (p.port == 0) throw ConfigError(v.Field("port"), "is required");
-    if (p.port == kControlPort)
-      throw ConfigError(v.Field("port"), "port " + std::to_string(kControlPort) + " is reserved for the krunbox agent");
+    if (p.port == kControlPort || p.port == kExecPort)
+      throw ConfigError(v.Field("port"), "ports " + std::to_string(kControlPort) + " and " +
+                                             std::to_string(kExecPort) + " are reserved for the krunbox agent");
     if (!ports.insert(p.port).second) throw ConfigError(v.Field("port"), "port " + std::to_string(p.port) + " is mapped twice");
     p.socketPath = v.RequiredString("socketPath");
     RequireAbsolute(v.Field("socketPath"), p.socketPath);
@@ -192,8 +193,10 @@ VmConfig VmConfigFromJson(const json& j) {
   }
 
   c.command = r.Strings("command");
-  if (c.command.empty() || c.command[0].empty())
+  if ((c.backend == "libkrun" && c.command.empty()) || (!c.command.empty() && c.command[0].empty()))
     throw ConfigError("command", "must name the program to run, e.g. [\"/bin/sh\", \"-c\", \"echo hi\"]");
+  c.agentSocketPath = r.String("agentSocketPath", "");
+  if (!c.agentSocketPath.empty()) RequireAbsolute("agentSocketPath", c.agentSocketPath);
   c.env = r.Strings("env");
   for (size_t i = 0; i < c.env.size(); i++) {
     const size_t eq = c.env[i].find('=');
@@ -237,6 +240,7 @@ json VmConfigToJson(const VmConfig& c) {
       {"rootPath", c.rootPath},     {"rootReadOnly", c.rootReadOnly},
       {"shares", shares},           {"vsock", vsock},
       {"command", c.command},       {"env", c.env},
+      {"agentSocketPath", c.agentSocketPath},
       {"workdir", c.workdir},       {"consolePath", c.consolePath},
       {"kernelPath", c.kernelPath}, {"initrdPath", c.initrdPath},
       {"qemuPath", c.qemuPath},     {"virtiofsdPath", c.virtiofsdPath},

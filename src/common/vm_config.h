@@ -42,7 +42,9 @@ struct VmConfig {
   bool rootReadOnly = false;
   std::vector<Share> shares;
   std::vector<VsockPort> vsock;
-  std::vector<std::string> command;  // argv of the guest workload
+  std::vector<std::string> command;  // argv of a workload to run to completion;
+                                     // empty: the VM serves execs until stopped
+  std::string agentSocketPath;       // host socket reaching the agent's exec port
   std::vector<std::string> env;      // KEY=VALUE
   std::string workdir = "/";
   std::string consolePath;           // empty: a file in the runner's run dir
@@ -75,8 +77,10 @@ constexpr uint32_t kMaxCpus = 64;
 constexpr uint32_t kMinMemoryMiB = 64;
 constexpr uint32_t kMaxShares = 64;
 constexpr uint32_t kMaxVsockPorts = 64;
-// Port the guest agent uses to reach the runner; user mappings may not use it.
+// Ports of the guest agent, reserved: it reaches the runner on kControlPort
+// and serves execs on kExecPort.
 constexpr uint32_t kControlPort = 1024;
+constexpr uint32_t kExecPort = 1025;
 
 // Parses and validates; throws ConfigError naming the field.
 VmConfig VmConfigFromJson(const nlohmann::json& j);

@@ -1,0 +1,47 @@
+#include "common.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sstream>
+
+namespace agent {
+
+void Fail(const std::string& what) { throw SetupError(what + ": " + strerror(errno)); }
+
+void Log(const std::string& msg) {
+  const std::string line = "krunbox-agent: " + msg + "\n";
+  (void)!write(2, line.data(), line.size());
+}
+
+bool WriteAll(int fd, const std::string& s) {
+  size_t off = 0;
+  while (off < s.size()) {
+    ssize_t n = write(fd, s.data() + off, s.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+void MkdirP(const std::string& path) {
+  std::string cur;
+  std::stringstream ss(path);
+  std::string part;
+  while (std::getline(ss, part, '/')) {
+    if (part.empty()) continue;
+    cur += "/" + part;
+    if (mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) Fail("mkdir " + cur);
+  }
+}
+
+void Mount(const char* src, const std::string& target, const char* type, unsigned long flags, const char* data) {
+  if (mount(src, target.c_str(), type, flags, data) != 0)
+    Fail(std::string("mount ") + (type ? type : "bind") + " at " + target);
+}
+
+}  // namespace agent

@@ -1,0 +1,28 @@
+// Starting workload processes inside the workload root.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace agent {
+
+struct ExecSpec {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;  // KEY=VALUE; PATH gets a default if absent
+  std::string cwd = "/";
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+// Resolves "name", "uid" or "uid:gid" against the workload root's
+// /etc/passwd; throws SetupError naming what is wrong.
+void ResolveUser(const std::string& user, ExecSpec& spec);
+
+// fork + exec in a new session (its own process group), chrooted into the
+// workload root, with stdin/stdout/stderr on the given descriptors. The
+// child reports exec failures on stderr and exits 127 (not found) or 126.
+pid_t Launch(const ExecSpec& spec, int in, int out, int err);
+
+}  // namespace agent
