@@ -65,3 +65,49 @@ export class GuestSetupError extends KrunboxError {
     super("ERR_KRUNBOX_GUEST_SETUP", message);
   }
 }
+
+/** The guest agent broke the exec protocol (malformed, truncated or oversized frames). */
+export class AgentProtocolError extends KrunboxError {
+  constructor(message: string) {
+    super("ERR_KRUNBOX_AGENT_PROTOCOL", message);
+  }
+}
+
+/** An exec ran past its timeoutMs; its process group was killed. */
+export class ExecTimeoutError extends KrunboxError {
+  constructor(
+    message: string,
+    readonly stdout: string | Buffer,
+    readonly stderr: string | Buffer,
+  ) {
+    super("ERR_KRUNBOX_EXEC_TIMEOUT", message);
+  }
+}
+
+/** An exec was aborted through its AbortSignal; its process group was killed. */
+export class ExecAbortedError extends KrunboxError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("ERR_KRUNBOX_EXEC_ABORTED", message, options);
+  }
+}
+
+/** The agent could not start the process (bad user, cwd...). */
+export class ExecFailedError extends KrunboxError {
+  constructor(message: string) {
+    super("ERR_KRUNBOX_EXEC_FAILED", message);
+  }
+}
+
+/** The sandbox stopped or crashed while the exec was running. */
+export class SandboxStoppedError extends KrunboxError {
+  constructor(message: string) {
+    super("ERR_KRUNBOX_SANDBOX_STOPPED", message);
+  }
+}
+
+/** The sandbox's VM crashed (kernel panic, VMM died). */
+export class SandboxCrashedError extends KrunboxError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("ERR_KRUNBOX_SANDBOX_CRASHED", message, options);
+  }
+}

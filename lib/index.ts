@@ -1,3 +1,6 @@
+export { Sandbox, type SandboxState, type ExecResult } from "./sandbox.js";
+export { SandboxProcess, type ProcessExit } from "./process.js";
+export type { SandboxOptions, ExecOptions } from "./options.js";
 export { bootVm, type BootResult } from "./boot.js";
 export { VirtualMachine, type VmOptions, type VmExit, type VmState, type ShareOptions, type VsockPortOptions } from "./vm.js";
 export * from "./errors.js";

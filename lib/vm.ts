@@ -46,8 +46,11 @@ export interface VmOptions {
   rootReadOnly?: boolean;
   shares?: ShareOptions[];
   vsock?: VsockPortOptions[];
-  /** Program and arguments to run in the guest. */
+  /** Program and arguments to run to completion; [] for a VM that serves
+   * execs (on agentSocketPath) until stopped. */
   command: string[];
+  /** Host Unix socket that reaches the guest agent's exec service. */
+  agentSocketPath?: string;
   env?: Record<string, string>;
   workdir?: string;
   /** File that receives the guest's serial console. */

@@ -1,0 +1,192 @@
+// The API users call: a microVM that runs processes on demand.
+import { EventEmitter } from "node:events";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { KrunboxError, SandboxCrashedError, SandboxStoppedError, ExecTimeoutError, ExecFailedError } from "./errors.js";
+import {
+  checkArgv,
+  execOptionsSchema,
+  parseOptions,
+  sandboxOptionsSchema,
+  type ExecOptions,
+  type ResolvedSandboxOptions,
+  type SandboxOptions,
+} from "./options.js";
+import { SandboxProcess, type ProcessExit } from "./process.js";
+import { VirtualMachine } from "./vm.js";
+
+export type SandboxState = "creating" | "running" | "stopping" | "stopped" | "crashed";
+
+export interface ExecResult<T extends string | Buffer = string> extends ProcessExit {
+  stdout: T;
+  stderr: T;
+}
+
+/**
+ * A sandbox: one microVM with the krunbox agent, running processes on
+ * request. Create with `await Sandbox.create()`, end with `stop()` (or
+ * `await using`). Events: "state" (SandboxState).
+ */
+export class Sandbox extends EventEmitter {
+  state: SandboxState = "creating";
+  /** Settles when the sandbox has stopped (resolves) or crashed (rejects). */
+  readonly closed: Promise<void>;
+  /** "kvm" or "tcg" (qemu backend), "kvm" (libkrun). */
+  get accel(): string | undefined {
+    return this.#vm.accel;
+  }
+
+  #vm: VirtualMachine;
+  #options: ResolvedSandboxOptions;
+  #socketDir: string;
+  #socketPath: string;
+  #crash: KrunboxError | undefined;
+
+  private constructor(options: ResolvedSandboxOptions) {
+    super();
+    this.#options = options;
+    // Short and private: Unix socket paths are limited to 107 bytes.
+    this.#socketDir = fs.mkdtempSync(path.join(os.tmpdir(), "krunbox-sb-"));
+    this.#socketPath = path.join(this.#socketDir, "agent.sock");
+    try {
+      this.#vm = VirtualMachine.start({
+        // "auto" is qemu until the agent also runs under libkrun's own init.
+        backend: options.backend === "libkrun" ? "libkrun" : "qemu",
+        accel: options.accel,
+        cpus: options.cpus,
+        memoryMiB: options.memoryMiB,
+        bootTimeoutMs: options.bootTimeoutMs,
+        libkrunPath: options.libkrunPath,
+        command: [],
+        agentSocketPath: this.#socketPath,
+      });
+    } catch (err) {
+      fs.rmSync(this.#socketDir, { recursive: true, force: true });
+      throw err;
+    }
+    this.closed = this.#vm.exited.then(
+      () => {
+        this.#cleanup();
+        if (this.state !== "stopping") {
+          this.#crash = new SandboxCrashedError("the sandbox's VM ended on its own");
+          this.#setState("crashed");
+          throw this.#crash;
+        }
+        this.#setState("stopped");
+      },
+      (err: KrunboxError) => {
+        this.#cleanup();
+        if (this.state === "stopping") return this.#setState("stopped");
+        this.#crash = new SandboxCrashedError(`the sandbox crashed: ${err.message}`, { cause: err });
+        this.#setState("crashed");
+        throw this.#crash;
+      },
+    );
+    this.closed.catch(() => {});
+  }
+
+  /**
+   * Boots a sandbox and resolves once it can run processes. Options are
+   * validated first (ConfigError names the field); nothing is left behind
+   * if the boot fails.
+   */
+  static async create(options: SandboxOptions = {}): Promise<Sandbox> {
+    const sb = new Sandbox(parseOptions(sandboxOptionsSchema, options, ""));
+    try {
+      await sb.#vm.ready;
+    } catch {
+      await sb.closed.catch(() => {});
+      throw sb.#crash?.cause ?? sb.#crash;
+    }
+    sb.#setState("running");
+    return sb;
+  }
+
+  #setState(state: SandboxState) {
+    if (this.state === state) return;
+    this.state = state;
+    this.emit("state", state);
+  }
+
+  #cleanup() {
+    fs.rmSync(this.#socketDir, { recursive: true, force: true });
+  }
+
+  #whyClosed = (): KrunboxError =>
+    this.#crash ??
+    new SandboxStoppedError(
+      this.state === "running" ? "the connection to the guest agent was lost" : `the sandbox is ${this.state}`,
+    );
+
+  /**
+   * Starts a process; returns at once. `stdin: "pipe"` gives a writable
+   * `stdin`; a string or Buffer is written and closed.
+   */
+  spawn(command: string, args: string[] = [], options: ExecOptions = {}): SandboxProcess {
+    const argv = checkArgv(command, args);
+    const o = parseOptions(execOptionsSchema, options, "options");
+    if (this.state !== "running") throw new SandboxStoppedError(`cannot run ${command}: the sandbox is ${this.state}`);
+    const env = { ...this.#options.env, ...o.env };
+    const proc = new SandboxProcess(
+      this.#socketPath,
+      {
+        argv,
+        env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+        cwd: o.cwd ?? this.#options.workdir,
+        user: o.user ?? "",
+        timeoutMs: o.timeoutMs ?? 0,
+        stdin: o.stdin !== undefined && o.stdin !== "ignore",
+        signal: o.signal,
+      },
+      this.#whyClosed,
+    );
+    if (proc.stdin && o.stdin !== "pipe") proc.stdin.end(Buffer.from(o.stdin as string | Uint8Array));
+    return proc;
+  }
+
+  /**
+   * Runs a process to completion. A non-zero exit is a result; a timeout,
+   * an abort or a lost sandbox reject with a typed error (the process is
+   * killed in the guest).
+   */
+  exec(command: string, args?: string[], options?: ExecOptions & { encoding?: "utf8" }): Promise<ExecResult<string>>;
+  exec(command: string, args: string[], options: ExecOptions & { encoding: "buffer" }): Promise<ExecResult<Buffer>>;
+  async exec(command: string, args: string[] = [], options: ExecOptions = {}): Promise<ExecResult<string | Buffer>> {
+    const o = parseOptions(execOptionsSchema, options, "options");
+    const proc = this.spawn(command, args, options);
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let size = 0;
+    const collect = (into: Buffer[]) => (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > o.maxBufferBytes) {
+        proc.kill("SIGKILL");
+        return;
+      }
+      into.push(chunk);
+    };
+    proc.stdout.on("data", collect(out));
+    proc.stderr.on("data", collect(err));
+    const exit = await proc.exited;
+    const decode = (b: Buffer[]) => (o.encoding === "buffer" ? Buffer.concat(b) : Buffer.concat(b).toString("utf8"));
+    if (exit.timedOut)
+      throw new ExecTimeoutError(`${command} ran past timeoutMs (${o.timeoutMs} ms); its process group was killed`, decode(out), decode(err));
+    if (size > o.maxBufferBytes)
+      throw new ExecFailedError(`${command} wrote more than maxBufferBytes (${o.maxBufferBytes}); it was killed`);
+    return { ...exit, stdout: decode(out), stderr: decode(err) };
+  }
+
+  /** Powers the VM off (processes get SIGTERM, then SIGKILL). Idempotent. */
+  async stop(graceMs = 5000): Promise<void> {
+    if (this.state === "creating" || this.state === "running") {
+      this.#setState("stopping");
+      await this.#vm.stop(graceMs);
+    }
+    await this.closed.catch(() => {});
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}
