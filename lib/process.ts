@@ -8,7 +8,6 @@ import {
   ExecFailedError,
   ExecTimeoutError,
   KrunboxError,
-  SandboxStoppedError,
 } from "./errors.js";
 import { encodeFrame, Frame, FrameDecoder, parseJsonFrame, PROTOCOL_VERSION } from "./protocol.js";
 
@@ -60,8 +59,19 @@ export class SandboxProcess {
   #reject!: (e: Error) => void;
   #timer: NodeJS.Timeout | undefined;
 
-  /** @internal Use Sandbox.spawn(). */
-  constructor(socketPath: string, req: ProcessRequest, whyClosed: () => KrunboxError) {
+  #sandboxGone: () => KrunboxError | undefined;
+
+  /**
+   * @internal Use Sandbox.spawn(). `sandboxGone` says why the sandbox is
+   * going away, if it is; `whyClosed` explains a connection that dropped.
+   */
+  constructor(
+    socketPath: string,
+    req: ProcessRequest,
+    sandboxGone: () => KrunboxError | undefined,
+    whyClosed: () => Promise<KrunboxError>,
+  ) {
+    this.#sandboxGone = sandboxGone;
     this.exited = new Promise((res, rej) => ((this.#resolve = res), (this.#reject = rej)));
     this.exited.catch(() => {}); // callers may only use the streams
     const socket = (this.#socket = net.createConnection(socketPath));
@@ -101,8 +111,9 @@ export class SandboxProcess {
     });
     socket.on("error", () => {}); // "close" follows and says what happened
     socket.on("close", () => {
+      if (this.#settled) return;
       if (decoder.pending) this.#fail(new AgentProtocolError(`the guest agent's stream ended inside a frame (${decoder.pending} bytes)`));
-      else this.#fail(whyClosed());
+      else void whyClosed().then((err) => this.#fail(err));
     });
     // Backpressure from slow readers pauses the guest through vsock credit.
     for (const out of [this.stdout, this.stderr]) out.on("drain", () => socket.resume());
@@ -144,7 +155,10 @@ export class SandboxProcess {
           timedOut: j.timedOut === true,
         };
         if (exit.exitCode === null && exit.signal === null) throw new AgentProtocolError("the guest agent sent an EXIT frame without a status");
-        this.#settle(() => this.#resolve(exit));
+        // Killed because the sandbox is stopping: that is not a result.
+        const gone = this.#sandboxGone();
+        if (gone) this.#fail(gone);
+        else this.#settle(() => this.#resolve(exit));
         break;
       }
       case Frame.Error: {

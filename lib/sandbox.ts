@@ -3,6 +3,7 @@ import { EventEmitter } from "node:events";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
 import { KrunboxError, SandboxCrashedError, SandboxStoppedError, ExecTimeoutError, ExecFailedError } from "./errors.js";
 import {
   checkArgv,
@@ -113,11 +114,15 @@ export class Sandbox extends EventEmitter {
     fs.rmSync(this.#socketDir, { recursive: true, force: true });
   }
 
-  #whyClosed = (): KrunboxError =>
-    this.#crash ??
-    new SandboxStoppedError(
-      this.state === "running" ? "the connection to the guest agent was lost" : `the sandbox is ${this.state}`,
-    );
+  #sandboxGone = (): KrunboxError | undefined =>
+    this.state === "running" ? undefined : (this.#crash ?? new SandboxStoppedError(`the sandbox is ${this.state}`));
+
+  // A dropped exec connection usually means the VM is ending: wait briefly
+  // for its verdict, so a crash is reported as one.
+  #whyClosed = async (): Promise<KrunboxError> => {
+    if (this.state === "running") await Promise.race([this.closed.catch(() => {}), delay(3000)]);
+    return this.#sandboxGone() ?? new SandboxStoppedError("the connection to the guest agent was lost");
+  };
 
   /**
    * Starts a process; returns at once. `stdin: "pipe"` gives a writable
@@ -139,6 +144,7 @@ export class Sandbox extends EventEmitter {
         stdin: o.stdin !== undefined && o.stdin !== "ignore",
         signal: o.signal,
       },
+      this.#sandboxGone,
       this.#whyClosed,
     );
     if (proc.stdin && o.stdin !== "pipe") proc.stdin.end(Buffer.from(o.stdin as string | Uint8Array));

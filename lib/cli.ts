@@ -1,0 +1,113 @@
+// krunbox CLI: `krunbox run [opts] -- CMD ARGS...` and `krunbox doctor`.
+import fs from "node:fs";
+import os from "node:os";
+import { parseArgs } from "node:util";
+import { KrunboxError } from "./errors.js";
+import { Sandbox } from "./sandbox.js";
+import { accelCachePath, qemuPrograms, runtimePaths } from "./runtime.js";
+
+const usage = `usage:
+  krunbox run [--cpus N] [--memory MiB] [-e KEY=VALUE]... [-w DIR] [--user USER] -- CMD [ARGS...]
+  krunbox doctor`;
+
+async function run(argv: string[]): Promise<number> {
+  const dash = argv.indexOf("--");
+  const { values, positionals } = parseArgs({
+    args: dash >= 0 ? argv.slice(0, dash) : argv,
+    options: {
+      cpus: { type: "string" },
+      memory: { type: "string" },
+      env: { type: "string", short: "e", multiple: true },
+      workdir: { type: "string", short: "w" },
+      user: { type: "string", short: "u" },
+    },
+    allowPositionals: true,
+  });
+  const command = dash >= 0 ? argv.slice(dash + 1) : positionals;
+  if (command.length === 0) {
+    console.error(usage);
+    return 2;
+  }
+  const env: Record<string, string> = {};
+  for (const kv of values.env ?? []) {
+    const eq = kv.indexOf("=");
+    if (eq <= 0) throw new KrunboxError("ERR_KRUNBOX_CONFIG", `-e ${kv}: expected KEY=VALUE`);
+    env[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  const sb = await Sandbox.create({
+    cpus: values.cpus === undefined ? undefined : Number(values.cpus),
+    memoryMiB: values.memory === undefined ? undefined : Number(values.memory),
+    env,
+    workdir: values.workdir,
+  });
+  try {
+    const proc = sb.spawn(command[0], command.slice(1), { stdin: "pipe", user: values.user });
+    proc.stdout.pipe(process.stdout);
+    proc.stderr.pipe(process.stderr);
+    if (process.stdin.isTTY) proc.stdin!.end();
+    else process.stdin.pipe(proc.stdin!);
+    for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => proc.kill(sig));
+    const exit = await proc.exited;
+    process.stdin.unpipe();
+    process.stdin.destroy();
+    return exit.exitCode ?? 128 + (exit.signal ?? 0);
+  } finally {
+    await sb.stop();
+  }
+}
+
+function doctor(): number {
+  let ok = true;
+  const check = (name: string, probe: () => string) => {
+    try {
+      console.log(`ok    ${name}: ${probe()}`);
+    } catch (err) {
+      ok = false;
+      console.log(`FAIL  ${name}: ${(err as Error).message}`);
+    }
+  };
+  check("kvm", () => {
+    fs.accessSync("/dev/kvm", fs.constants.R_OK | fs.constants.W_OK);
+    const pvm = fs.existsSync("/sys/module/kvm_pvm");
+    const cached = fs.existsSync(accelCachePath()) ? fs.readFileSync(accelCachePath(), "utf8").trim() : "";
+    if (pvm || cached === "tcg")
+      return "/dev/kvm is usable but cannot run stock guest kernels here" + (pvm ? " (PVM host)" : "") + "; QEMU uses TCG (software emulation)";
+    return "/dev/kvm is usable";
+  });
+  check("qemu backend", () => {
+    const p = qemuPrograms();
+    return `${p.qemuPath}, ${p.virtiofsdPath}, ${p.vsockDaemonPath}`;
+  });
+  check("guest", () => {
+    const p = runtimePaths();
+    return `kernel ${p.kernel}, initramfs ${p.initrd}, runner ${p.runner}`;
+  });
+  check("default image", () => {
+    const p = runtimePaths();
+    if (!fs.existsSync(`${p.rootfs}/bin/busybox`)) throw new Error(`${p.rootfs} has no busybox: run \`npm run setup\``);
+    return p.rootfs;
+  });
+  check("libkrun backend", () => {
+    const candidates = [process.env.KRUNBOX_LIBKRUN, "/usr/lib64/libkrun.so.1", "/usr/lib/x86_64-linux-gnu/libkrun.so.1", "/usr/lib/libkrun.so.1", "/usr/local/lib/libkrun.so.1"];
+    const found = candidates.find((f) => f && fs.existsSync(f));
+    if (!found) return "not installed (optional; the qemu backend is used). Fedora: dnf install libkrun";
+    return found;
+  });
+  console.log(`host: ${os.release()}, ${os.cpus().length} cores`);
+  return ok ? 0 : 1;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    if (argv[0] === "run") return await run(argv.slice(1));
+    if (argv[0] === "doctor") return doctor();
+    console.error(usage);
+    return 2;
+  } catch (err) {
+    if (err instanceof KrunboxError) {
+      console.error(`krunbox: ${err.message}`);
+      return 125;
+    }
+    throw err;
+  }
+}

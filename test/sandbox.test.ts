@@ -1,0 +1,182 @@
+// The Sandbox API on real VMs: exec over vsock to the guest agent.
+import crypto from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  ConfigError,
+  ExecAbortedError,
+  ExecFailedError,
+  ExecTimeoutError,
+  Sandbox,
+  SandboxCrashedError,
+  SandboxStoppedError,
+} from "../lib/index.js";
+import { openFds, runDirEntries, vmProcesses, waitFor } from "./helpers.js";
+
+const sandboxSockets = () => fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith("krunbox-sb-"));
+
+describe("one sandbox", () => {
+  let sb: Sandbox;
+  beforeAll(async () => {
+    sb = await Sandbox.create({ env: { A: "1" }, workdir: "/" });
+  });
+  afterAll(async () => {
+    await sb.stop();
+    expect(sb.state).toBe("stopped");
+  });
+
+  it("separates stdout and stderr, and returns a non-zero exit as a result", async () => {
+    const r = await sb.exec("sh", ["-c", "echo $A; echo err >&2; exit 3"], { timeoutMs: 5000 });
+    expect(r).toMatchObject({ exitCode: 3, signal: null, stdout: "1\n", stderr: "err\n" });
+  });
+
+  it("reports a process killed by a signal", async () => {
+    const r = await sb.exec("sh", ["-c", "kill -KILL $$"]);
+    expect(r).toMatchObject({ exitCode: null, signal: 9 });
+  });
+
+  it("applies env, cwd and user", async () => {
+    const r = await sb.exec("sh", ["-c", 'echo "$A $B $(pwd) $(id -u):$(id -g)"'], { env: { B: "2" }, cwd: "/tmp", user: "nobody" });
+    expect(r.stdout).toBe("1 2 /tmp 65534:65534\n");
+    const numeric = await sb.exec("id", ["-u"], { user: "1234:99" });
+    expect(numeric.stdout).toBe("1234\n");
+  });
+
+  it("rejects an unknown user with a typed error", async () => {
+    await expect(sb.exec("true", [], { user: "nosuchuser" })).rejects.toBeInstanceOf(ExecFailedError);
+  });
+
+  it("reports a missing program as exit 127", async () => {
+    const r = await sb.exec("/no/such/program");
+    expect(r.exitCode).toBe(127);
+    expect(r.stderr).toContain("/no/such/program");
+  });
+
+  it("round-trips 10 MiB of stdin byte-exact", async () => {
+    const input = crypto.randomBytes(10 << 20);
+    const r = await sb.exec("cat", [], { stdin: input, encoding: "buffer" });
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout.length).toBe(input.length);
+    expect(r.stdout.equals(input)).toBe(true);
+  });
+
+  it("streams with spawn: stdin pipe, stdout, kill", async () => {
+    const p = sb.spawn("cat", [], { stdin: "pipe" });
+    const chunks: Buffer[] = [];
+    p.stdout.on("data", (d) => chunks.push(d));
+    p.stdin!.write("one\n");
+    p.stdin!.end("two\n");
+    expect(await p.exited).toEqual({ exitCode: 0, signal: null, timedOut: false });
+    expect(Buffer.concat(chunks).toString()).toBe("one\ntwo\n");
+
+    const sleeper = sb.spawn("sleep", ["100"]);
+    await waitFor("the guest pid", () => sleeper.pid);
+    sleeper.kill("SIGTERM");
+    expect(await sleeper.exited).toMatchObject({ signal: 15 });
+  });
+
+  it("runs 8 execs at once", async () => {
+    const results = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => sb.exec("sh", ["-c", "sleep 0.3; echo $I; exit $I"], { env: { I: String(i) } })),
+    );
+    results.forEach((r, i) => expect(r).toMatchObject({ exitCode: i, stdout: `${i}\n` }));
+  });
+
+  it("kills the whole process group on timeout", async () => {
+    const err = await sb
+      .exec("sh", ["-c", "sleep 300 & echo $! > /tmp/bg; echo started; sleep 300"], { timeoutMs: 1000 })
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(ExecTimeoutError);
+    expect(err.stdout).toBe("started\n");
+    const check = await sb.exec("sh", ["-c", "kill -0 $(cat /tmp/bg) 2>/dev/null && echo alive || echo gone"]);
+    expect(check.stdout).toBe("gone\n");
+  });
+
+  it("kills the process on AbortSignal", async () => {
+    const ac = new AbortController();
+    const pending = sb.exec("sh", ["-c", "echo $$ > /tmp/aborted; sleep 300"], { signal: ac.signal });
+    await new Promise((r) => setTimeout(r, 500));
+    ac.abort();
+    await expect(pending).rejects.toBeInstanceOf(ExecAbortedError);
+    const check = await sb.exec("sh", ["-c", "sleep 0.2; kill -0 $(cat /tmp/aborted) 2>/dev/null && echo alive || echo gone"]);
+    expect(check.stdout).toBe("gone\n");
+  });
+
+  it("reaps orphaned processes (no zombies)", async () => {
+    const r = await sb.exec("sh", [
+      "-c",
+      "for i in $(seq 200); do (sleep 0.01 &); done; sleep 1; " +
+        "z=0; for s in /proc/[0-9]*/stat; do read -r _ _ st _ < $s 2>/dev/null && [ \"$st\" = Z ] && z=$((z+1)); done; echo zombies=$z",
+    ]);
+    expect(r.stdout).toBe("zombies=0\n");
+  });
+
+  it("validates exec options, naming the field", async () => {
+    await expect(sb.exec("true", [], { timeoutMs: -1 })).rejects.toMatchObject({ field: "options.timeoutMs" });
+    await expect(sb.exec("true", [], { cwd: "relative" })).rejects.toMatchObject({ field: "options.cwd" });
+    await expect(sb.exec("true", [], { bogus: 1 } as never)).rejects.toBeInstanceOf(ConfigError);
+    expect(() => sb.spawn("", [])).toThrow(ConfigError);
+  });
+});
+
+describe("sandbox lifecycle", () => {
+  it("isolates the roots of two sandboxes", async () => {
+    await using a = await Sandbox.create();
+    await using b = await Sandbox.create();
+    await a.exec("sh", ["-c", "echo mine > /etc/marker"]);
+    expect((await a.exec("cat", ["/etc/marker"])).stdout).toBe("mine\n");
+    expect((await b.exec("sh", ["-c", "test -e /etc/marker && echo seen || echo absent"])).stdout).toBe("absent\n");
+  });
+
+  it("runs 3 sandboxes at once", async () => {
+    const boxes = await Promise.all([1, 2, 3].map(() => Sandbox.create()));
+    const out = await Promise.all(boxes.map((b, i) => b.exec("sh", ["-c", `echo box-${i}`])));
+    out.forEach((r, i) => expect(r.stdout).toBe(`box-${i}\n`));
+    await Promise.all(boxes.map((b) => b.stop()));
+  });
+
+  it("rejects a running exec when the sandbox stops, without hanging", async () => {
+    const sb = await Sandbox.create();
+    const states: string[] = [];
+    sb.on("state", (s) => states.push(s));
+    const pending = sb.exec("sleep", ["300"]).catch((e) => e);
+    await new Promise((r) => setTimeout(r, 300));
+    await sb.stop();
+    expect(await pending).toBeInstanceOf(SandboxStoppedError);
+    expect(states).toEqual(["stopping", "stopped"]);
+    await sb.stop(); // idempotent
+    expect(() => sb.spawn("true")).toThrow(SandboxStoppedError);
+  });
+
+  it("reports a guest crash as state crashed", async () => {
+    const sb = await Sandbox.create();
+    const err = await sb.exec("sh", ["-c", "echo c > /proc/sysrq-trigger"]).catch((e) => e);
+    expect(err).toBeInstanceOf(SandboxCrashedError);
+    await expect(sb.closed).rejects.toBeInstanceOf(SandboxCrashedError);
+    expect(sb.state).toBe("crashed");
+  });
+
+  it("validates create options, naming the field, and starts nothing", async () => {
+    const before = vmProcesses().length;
+    await expect(Sandbox.create({ cpus: 0 })).rejects.toMatchObject({ field: "cpus" });
+    await expect(Sandbox.create({ memoryMiB: 1.5 })).rejects.toMatchObject({ field: "memoryMiB" });
+    await expect(Sandbox.create({ env: { "A=B": "x" } })).rejects.toMatchObject({ field: "env.A=B" });
+    await expect(Sandbox.create({ workdir: "x" })).rejects.toMatchObject({ field: "workdir" });
+    expect(vmProcesses().length).toBe(before);
+  });
+
+  it("leaks no processes, fds, sockets or temp folders over 30 create-exec-stop cycles", async () => {
+    const fds = openFds();
+    const sockets = sandboxSockets().length;
+    for (let i = 0; i < 30; i++) {
+      const sb = await Sandbox.create();
+      expect((await sb.exec("echo", [String(i)])).stdout).toBe(`${i}\n`);
+      await sb.stop();
+    }
+    await waitFor("VM processes to end", () => vmProcesses().length === 0 || undefined);
+    expect(runDirEntries()).toEqual([]);
+    expect(sandboxSockets().length).toBe(sockets);
+    expect(openFds()).toBeLessThanOrEqual(fds + 2);
+  });
+});
