@@ -4,7 +4,7 @@ import os from "node:os";
 import { parseArgs } from "node:util";
 import { KrunboxError } from "./errors.js";
 import { Sandbox } from "./sandbox.js";
-import { accelCachePath, qemuPrograms, runtimePaths } from "./runtime.js";
+import { accelCachePath, defaultImage, qemuPrograms, runtimePaths } from "./runtime.js";
 
 const usage = `usage:
   krunbox run [--cpus N] [--memory MiB] [-e KEY=VALUE]... [-w DIR] [--user USER] -- CMD [ARGS...]
@@ -83,9 +83,9 @@ function doctor(): number {
     return `kernel ${p.kernel}, initramfs ${p.initrd}, runner ${p.runner}`;
   });
   check("default image", () => {
-    const p = runtimePaths();
-    if (!fs.existsSync(`${p.rootfs}/bin/busybox`)) throw new Error(`${p.rootfs} has no busybox: run \`npm run setup\``);
-    return p.rootfs;
+    const dir = defaultImage();
+    if (!fs.existsSync(`${dir}/bin/busybox`)) throw new Error(`${dir} has no busybox: remove it and run \`npm run setup\``);
+    return dir;
   });
   check("libkrun backend", () => {
     const candidates = [process.env.KRUNBOX_LIBKRUN, "/usr/lib64/libkrun.so.1", "/usr/lib/x86_64-linux-gnu/libkrun.so.1", "/usr/lib/libkrun.so.1", "/usr/local/lib/libkrun.so.1"];

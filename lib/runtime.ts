@@ -17,6 +17,7 @@ export interface RuntimePaths {
   runner: string;
   kernel: string;
   initrd: string;
+  /** The default image as built into the package (see defaultImage()). */
   rootfs: string;
 }
 
@@ -96,4 +97,27 @@ export function accelCachePath(): string {
   const dir = krunboxHome();
   fs.mkdirSync(dir, { recursive: true });
   return path.join(dir, `accel-${os.release()}.txt`);
+}
+
+/**
+ * The default image (busybox + the agent) in krunbox's home:
+ * ~/.krunbox/images/default-<content hash>, copied from the package on
+ * first use. Sandboxes share it read-only; each gets a copy-on-write root.
+ */
+export function defaultImage(): string {
+  const { rootfs } = runtimePaths();
+  const id = fs.readFileSync(`${rootfs}.id`, "utf8").trim();
+  const dir = path.join(krunboxHome(), "images", `default-${id}`);
+  if (fs.existsSync(dir)) return dir;
+  fs.mkdirSync(path.dirname(dir), { recursive: true });
+  // Copy aside, then rename: concurrent first uses never see half an image.
+  const tmp = fs.mkdtempSync(`${dir}.tmp-`);
+  try {
+    fs.cpSync(rootfs, tmp, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
+    fs.renameSync(tmp, dir);
+  } catch (err) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    if (!fs.existsSync(dir)) throw err;
+  }
+  return dir;
 }

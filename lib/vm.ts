@@ -10,7 +10,7 @@ import {
   LibkrunNotFoundError,
   VmmFailedError,
 } from "./errors.js";
-import { accelCachePath, packageRoot, qemuPrograms, runtimePaths } from "./runtime.js";
+import { accelCachePath, defaultImage, packageRoot, qemuPrograms, runtimePaths } from "./runtime.js";
 
 export interface ShareOptions {
   /** Unique name of the share (1-36 of [A-Za-z0-9._-]). */
@@ -122,7 +122,7 @@ function nativeConfig(options: VmOptions): object {
   return {
     ...options,
     backend,
-    rootPath: options.rootPath ?? paths.rootfs,
+    rootPath: options.rootPath ?? defaultImage(),
     rootReadOnly: options.rootReadOnly ?? usesBuiltinRoot,
     env: Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`),
     ...(backend === "qemu"

@@ -4,7 +4,9 @@
 //   initramfs.cpio  /init = krunbox-agent, plus the virtio-mmio, virtio-fs,
 //                   vsock and overlay modules and their load order
 //   rootfs/         the default root: busybox-static and the agent
+//   rootfs.id       a content hash naming its copy in ~/.krunbox/images
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -108,6 +110,11 @@ replaceDir(path.join(out, "rootfs"), (dir) => {
   fs.writeFileSync(path.join(dir, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n");
   fs.writeFileSync(path.join(dir, "etc/group"), "root:x:0:\nnogroup:x:65534:\n");
 });
+
+// Names the default image's copy under ~/.krunbox/images (lib/runtime.ts).
+const hash = createHash("sha256");
+for (const f of [busybox, agent]) hash.update(fs.readFileSync(f));
+fs.writeFileSync(path.join(out, "rootfs.id"), hash.digest("hex").slice(0, 16) + "\n");
 
 console.log(`krunbox build-guest: kernel ${release}, ${order.length} modules, ` +
   `initramfs ${(cpio.length / 1048576).toFixed(1)} MiB, root ${path.join(out, "rootfs")}`);

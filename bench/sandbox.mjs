@@ -1,0 +1,56 @@
+// Sandbox figures: cold start (Sandbox.create -> first exec result) against
+// a bare QEMU boot of the same kernel and initramfs, warm exec round trip,
+// and sandboxes started per minute with 3 in parallel.
+//   node bench/sandbox.mjs [coldRuns=10] [warmExecs=500] [throughputSeconds=30]
+import os from "node:os";
+import { Sandbox } from "../dist/index.js";
+import { bareQemuBoots, fmt, stats } from "./common.mjs";
+
+const coldRuns = Number(process.argv[2] ?? 10);
+const warmExecs = Number(process.argv[3] ?? 500);
+const seconds = Number(process.argv[4] ?? 30);
+
+const cold = [];
+let accel;
+for (let i = 0; i < coldRuns; i++) {
+  const t = performance.now();
+  const sb = await Sandbox.create();
+  await sb.exec("true");
+  cold.push(performance.now() - t);
+  accel = sb.accel;
+  await sb.stop();
+}
+const c = stats(cold);
+const b = stats(bareQemuBoots(coldRuns, accel));
+
+const sb = await Sandbox.create();
+const warm = [];
+for (let i = 0; i < warmExecs; i++) {
+  const t = performance.now();
+  await sb.exec("true");
+  warm.push(performance.now() - t);
+}
+await sb.stop();
+const w = stats(warm);
+
+let started = 0;
+const end = performance.now() + seconds * 1000;
+await Promise.all(
+  [0, 1, 2].map(async () => {
+    while (performance.now() < end) {
+      const box = await Sandbox.create();
+      await box.exec("true");
+      await box.stop();
+      started++;
+    }
+  }),
+);
+const perMinute = (started * 60) / ((performance.now() - end + seconds * 1000) / 1000);
+
+console.log(`sandbox figures, accel=${accel}, ${os.cpus().length} host cores`);
+console.log(`                                  median      min      max  (ms)`);
+console.log(`cold start (create -> 1st exec) ${fmt(c.median)} ${fmt(c.min)} ${fmt(c.max)}   (${coldRuns} runs)`);
+console.log(`bare QEMU boot                  ${fmt(b.median)} ${fmt(b.min)} ${fmt(b.max)}`);
+console.log(`cold start / bare boot: ${(c.median / b.median).toFixed(2)}x`);
+console.log(`warm exec round trip (true)     ${fmt(w.median, 2)} ${fmt(w.min, 2)} ${fmt(w.max, 2)}   (${warmExecs} execs)`);
+console.log(`sandboxes started per minute, 3 in parallel: ${perMinute.toFixed(1)} (${started} in ${seconds} s)`);
