@@ -24,6 +24,13 @@ export class VmmNotFoundError extends KrunboxError {
   }
 }
 
+/** KVM was asked for but /dev/kvm is missing or not accessible. */
+export class KvmUnavailableError extends KrunboxError {
+  constructor(message: string) {
+    super("ERR_KRUNBOX_KVM_UNAVAILABLE", message);
+  }
+}
+
 /** libkrun could not be loaded, or is too old. */
 export class LibkrunNotFoundError extends KrunboxError {
   constructor(message: string) {

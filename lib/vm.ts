@@ -7,6 +7,7 @@ import {
   GuestCrashedError,
   GuestSetupError,
   KrunboxError,
+  KvmUnavailableError,
   LibkrunNotFoundError,
   VmmFailedError,
 } from "./errors.js";
@@ -104,6 +105,8 @@ function errorFromRunner(ev: RunnerEvent): KrunboxError {
     case "LIBKRUN_NOT_FOUND":
     case "LIBKRUN_TOO_OLD":
       return new LibkrunNotFoundError(message);
+    case "KVM_UNAVAILABLE":
+      return new KvmUnavailableError(message);
     case "BOOT_TIMEOUT":
       return new BootTimeoutError(message, console);
     case "GUEST_CRASHED":

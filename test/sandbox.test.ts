@@ -124,6 +124,7 @@ describe("sandbox lifecycle", () => {
   it("isolates the roots of two sandboxes", async () => {
     await using a = await Sandbox.create();
     await using b = await Sandbox.create();
+    expect((await a.exec("sh", ["-c", "grep ' /tmp ' /proc/mounts"])).stdout).toMatch(/^tmpfs \/tmp tmpfs/);
     await a.exec("sh", ["-c", "echo mine > /etc/marker"]);
     expect((await a.exec("cat", ["/etc/marker"])).stdout).toBe("mine\n");
     expect((await b.exec("sh", ["-c", "test -e /etc/marker && echo seen || echo absent"])).stdout).toBe("absent\n");

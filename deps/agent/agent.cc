@@ -104,6 +104,8 @@ void BuildRoot(const nlohmann::json& cfg) {
   Mount("proc", std::string(kNewRoot) + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
   Mount("sysfs", std::string(kNewRoot) + "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
   Mount("devtmpfs", std::string(kNewRoot) + "/dev", "devtmpfs", MS_NOSUID, nullptr);
+  MkdirP(std::string(kNewRoot) + "/tmp");
+  Mount("tmpfs", std::string(kNewRoot) + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
 }
 
 // The one event loop of PID 1: reaps every child (orphans re-parent to us),

@@ -269,6 +269,11 @@ void QemuBackend::Run(RunContext& ctx) {
 
   Accel accel = c.accel;
   std::string reason;
+  if (accel == Accel::Kvm && !KvmUsable())
+    throw RunnerError("KVM_UNAVAILABLE",
+                      "accel \"kvm\" was asked for but /dev/kvm cannot be opened for reading and writing: load the "
+                      "kvm module, add your user to the kvm group (sudo usermod -aG kvm $USER, then log in again), "
+                      "or use accel \"auto\" / \"tcg\"");
   if (accel == Accel::Auto) {
     const std::string cached = ReadAccelCache(c.accelCachePath);
     if (!KvmUsable()) {
