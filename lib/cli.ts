@@ -4,7 +4,8 @@ import os from "node:os";
 import { parseArgs } from "node:util";
 import { KrunboxError } from "./errors.js";
 import { Sandbox } from "./sandbox.js";
-import { accelCachePath, defaultImage, qemuPrograms, runtimePaths } from "./runtime.js";
+import { accelCachePath, addonPath, defaultImage, qemuPrograms, runtimePaths } from "./runtime.js";
+import { execFileSync } from "node:child_process";
 
 const usage = `usage:
   krunbox run [--cpus N] [--memory MiB] [-e KEY=VALUE]... [-w DIR] [--user USER] -- CMD [ARGS...]
@@ -56,6 +57,14 @@ async function run(argv: string[]): Promise<number> {
   }
 }
 
+function firstLine(program: string, ...args: string[]): string {
+  try {
+    return execFileSync(program, args, { encoding: "utf8", timeout: 5000, stdio: ["ignore", "pipe", "pipe"] }).split("\n")[0].trim();
+  } catch {
+    return "version unknown";
+  }
+}
+
 function doctor(): number {
   let ok = true;
   const check = (name: string, probe: () => string) => {
@@ -76,15 +85,25 @@ function doctor(): number {
   });
   check("qemu backend", () => {
     const p = qemuPrograms();
-    return `${p.qemuPath}, ${p.virtiofsdPath}, ${p.vsockDaemonPath}`;
+    return [
+      `${p.qemuPath} (${firstLine(p.qemuPath, "--version")})`,
+      `${p.virtiofsdPath} (${firstLine(p.virtiofsdPath, "--version")})`,
+      `${p.vsockDaemonPath} (${firstLine(p.vsockDaemonPath, "--version")})`,
+    ].join(", ");
+  });
+  check("addon", () => addonPath());
+  check("runner", () => {
+    const { runner } = runtimePaths();
+    return `${runner} (${firstLine(runner, "--version")})`;
   });
   check("guest", () => {
     const p = runtimePaths();
-    return `kernel ${p.kernel}, initramfs ${p.initrd}, runner ${p.runner}`;
+    const v = JSON.parse(fs.readFileSync(`${p.dir}/versions.json`, "utf8"));
+    return `kernel ${v.kernel.release} at ${p.kernel}, agent ${v.krunbox} in ${p.initrd}`;
   });
   check("default image", () => {
     const dir = defaultImage();
-    if (!fs.existsSync(`${dir}/bin/busybox`)) throw new Error(`${dir} has no busybox: remove it and run \`npm run setup\``);
+    if (!fs.existsSync(`${dir}/bin/busybox`)) throw new Error(`${dir} has no busybox: remove it and retry`);
     return dir;
   });
   check("libkrun backend", () => {

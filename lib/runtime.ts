@@ -2,37 +2,63 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { RuntimeNotBuiltError, VmmNotFoundError } from "./errors.js";
 
 /** The package folder (lib/ and dist/ both sit directly inside it). */
 export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
+// Inside an Electron app.asar, native files live in app.asar.unpacked.
+const nativeRoot = packageRoot.replace(/\.asar(?=[\\/])/, ".asar.unpacked");
+
 /** krunbox's per-user state folder: $KRUNBOX_HOME, else ~/.krunbox. */
 export function krunboxHome(): string {
   return process.env.KRUNBOX_HOME || path.join(os.homedir(), ".krunbox");
 }
 
+/**
+ * The folder with krunbox's runtime files (runner, kernel, initramfs, the
+ * default image's parts): $KRUNBOX_RUNTIME_DIR, for apps that unpack native
+ * files elsewhere (Electron), else runtime/linux-x64 in the package.
+ */
+export function runtimeDir(): string {
+  return process.env.KRUNBOX_RUNTIME_DIR || path.join(nativeRoot, "runtime", `${process.platform}-${process.arch}`);
+}
+
 export interface RuntimePaths {
+  dir: string;
   runner: string;
   kernel: string;
   initrd: string;
-  /** The default image as built into the package (see defaultImage()). */
-  rootfs: string;
 }
 
 export function runtimePaths(): RuntimePaths {
+  const dir = runtimeDir();
   const paths = {
-    runner: path.join(packageRoot, "build/Release/krunbox-runner"),
-    kernel: path.join(packageRoot, "deps/out/vmlinuz"),
-    initrd: path.join(packageRoot, "deps/out/initramfs.cpio"),
-    rootfs: path.join(packageRoot, "deps/out/rootfs"),
+    dir,
+    runner: path.join(dir, "krunbox-runner"),
+    kernel: path.join(dir, "vmlinuz"),
+    initrd: path.join(dir, "initramfs.cpio"),
   };
   for (const [name, file] of Object.entries(paths)) {
     if (!fs.existsSync(file))
-      throw new RuntimeNotBuiltError(`krunbox ${name} not found at ${file}: run \`npm run setup\` in ${packageRoot}`);
+      throw new RuntimeNotBuiltError(
+        `krunbox ${name} not found at ${file}: ` +
+          (process.env.KRUNBOX_RUNTIME_DIR
+            ? "KRUNBOX_RUNTIME_DIR must point at a copy of the package's runtime/linux-x64 folder"
+            : `krunbox supports linux-x64 only; in a source checkout run \`npm run setup\` in ${packageRoot}`),
+      );
   }
   return paths;
+}
+
+/** The addon: $KRUNBOX_RUNTIME_DIR/krunbox.node if present, else the package's prebuild or build. */
+export function addonPath(): string {
+  const relocated = process.env.KRUNBOX_RUNTIME_DIR && path.join(process.env.KRUNBOX_RUNTIME_DIR, "krunbox.node");
+  if (relocated && fs.existsSync(relocated)) return relocated;
+  const require = createRequire(import.meta.url);
+  return (require("node-gyp-build") as { resolve(dir: string): string }).resolve(nativeRoot);
 }
 
 function onPath(name: string): string | undefined {
@@ -100,20 +126,36 @@ export function accelCachePath(): string {
 }
 
 /**
- * The default image (busybox + the agent) in krunbox's home:
- * ~/.krunbox/images/default-<content hash>, copied from the package on
- * first use. Sandboxes share it read-only; each gets a copy-on-write root.
+ * The default image (busybox from Debian's busybox-static plus the agent)
+ * in krunbox's home: ~/.krunbox/images/default-<content hash>, assembled
+ * from the runtime folder on first use. Sandboxes share it read-only; each
+ * gets a copy-on-write root.
  */
 export function defaultImage(): string {
-  const { rootfs } = runtimePaths();
-  const id = fs.readFileSync(`${rootfs}.id`, "utf8").trim();
+  const { dir: runtime } = runtimePaths();
+  const id = (JSON.parse(fs.readFileSync(path.join(runtime, "versions.json"), "utf8")) as { image: string }).image;
   const dir = path.join(krunboxHome(), "images", `default-${id}`);
   if (fs.existsSync(dir)) return dir;
   fs.mkdirSync(path.dirname(dir), { recursive: true });
-  // Copy aside, then rename: concurrent first uses never see half an image.
+  // Build aside, then rename: concurrent first uses never see half an image.
   const tmp = fs.mkdtempSync(`${dir}.tmp-`);
   try {
-    fs.cpSync(rootfs, tmp, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
+    for (const d of ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "run", "mnt", "root", "home", "var"])
+      fs.mkdirSync(path.join(tmp, d), { recursive: true });
+    fs.chmodSync(path.join(tmp, "tmp"), 0o1777);
+    fs.copyFileSync(path.join(runtime, "busybox"), path.join(tmp, "bin/busybox"));
+    fs.chmodSync(path.join(tmp, "bin/busybox"), 0o755);
+    for (const applet of fs.readFileSync(path.join(runtime, "busybox.applets"), "utf8").split("\n")) {
+      if (!/^[a-z0-9_./-]+$/i.test(applet) || applet.includes("..") || applet === "bin/busybox") continue;
+      const link = path.join(tmp, applet);
+      fs.mkdirSync(path.dirname(link), { recursive: true });
+      if (!fs.existsSync(link)) fs.symlinkSync(path.relative(path.dirname(link), path.join(tmp, "bin/busybox")), link);
+    }
+    fs.copyFileSync(path.join(runtime, "krunbox-agent"), path.join(tmp, "sbin/krunbox-agent"));
+    fs.chmodSync(path.join(tmp, "sbin/krunbox-agent"), 0o755);
+    fs.writeFileSync(path.join(tmp, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n");
+    fs.writeFileSync(path.join(tmp, "etc/group"), "root:x:0:\nnogroup:x:65534:\n");
+    fs.chmodSync(tmp, 0o755);
     fs.renameSync(tmp, dir);
   } catch (err) {
     fs.rmSync(tmp, { recursive: true, force: true });

@@ -11,7 +11,7 @@ import {
   LibkrunNotFoundError,
   VmmFailedError,
 } from "./errors.js";
-import { accelCachePath, defaultImage, packageRoot, qemuPrograms, runtimePaths } from "./runtime.js";
+import { accelCachePath, addonPath, defaultImage, qemuPrograms, runtimePaths } from "./runtime.js";
 
 export interface ShareOptions {
   /** Unique name of the share (1-36 of [A-Za-z0-9._-]). */
@@ -84,10 +84,7 @@ interface Native {
 
 let native: Native | undefined;
 function loadNative(): Native {
-  if (!native) {
-    const require = createRequire(import.meta.url);
-    native = require("node-gyp-build")(packageRoot) as Native;
-  }
+  if (!native) native = createRequire(import.meta.url)(addonPath()) as Native;
   return native;
 }
 

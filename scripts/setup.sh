@@ -106,10 +106,11 @@ fetch vhost-device-vsock sid
   || die "vhost-device-vsock from sid does not run on this host (needs glibc >= 2.34)"
 
 # --- build
-say "building the addon, runner, agent and libkrun test double (cmake-js)"
-npx --no-install cmake-js build --out build >"$ROOT/build.log" 2>&1 || { tail -n 40 "$ROOT/build.log"; die "native build failed (full log: build.log)"; }
-say "assembling the guest (kernel, initramfs, default root)"
-node scripts/build-guest.mjs
+say "building the addon, runner, agent and libkrun test double (prebuildify + cmake-js)"
+npx --no-install prebuildify --napi --strip --node-gyp=scripts/cmake-js-as-node-gyp.sh >"$ROOT/build.log" 2>&1 \
+  || { tail -n 40 "$ROOT/build.log"; die "native build failed (full log: build.log)"; }
+say "assembling the runtime folder (kernel, initramfs, runner, default image parts)"
+node scripts/build-runtime.mjs
 say "compiling TypeScript"
 npx --no-install tsc -p tsconfig.json
 say "done"

@@ -6,6 +6,7 @@
 // The runner dies with its parent (PR_SET_PDEATHSIG) and takes every helper
 // process with it.
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -69,4 +70,10 @@ int Main() {
 }  // namespace
 }  // namespace krunbox
 
-int main() { return krunbox::Main(); }
+int main(int argc, char** argv) {
+  if (argc == 2 && std::string(argv[1]) == "--version") {
+    printf("krunbox-runner %s\n", KRUNBOX_VERSION);
+    return 0;
+  }
+  return krunbox::Main();
+}

@@ -109,6 +109,13 @@ class QemuBackend : public Backend {
   Fd signals_;
 };
 
+// QEMU option lists split on ','; a literal comma in a value is written ",,".
+std::string OptValue(const std::string& v) {
+  std::string out;
+  for (char ch : v) out += ch == ',' ? std::string(",,") : std::string(1, ch);
+  return out;
+}
+
 std::vector<std::string> QemuBackend::QemuArgs(const VmConfig& c, Accel accel) const {
   const std::string mem = std::to_string(c.memoryMiB);
   std::string append = "console=ttyS0 quiet panic=-1 reboot=t rdinit=/init";
@@ -122,11 +129,11 @@ std::vector<std::string> QemuBackend::QemuArgs(const VmConfig& c, Accel accel) c
       "-object", "memory-backend-memfd,id=mem,size=" + mem + "M,share=on",
       "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
       "-kernel", c.kernelPath, "-initrd", c.initrdPath, "-append", append,
-      "-chardev", "file,id=console,path=" + consolePath_, "-serial", "chardev:console",
+      "-chardev", "file,id=console,path=" + OptValue(consolePath_), "-serial", "chardev:console",
       // libvhost-user rejects legacy virtio-mmio devices.
       "-global", "virtio-mmio.force-legacy=false",
-      "-chardev", "socket,id=fs,path=" + fsSock_, "-device", "vhost-user-fs-device,chardev=fs,tag=krunbox",
-      "-chardev", "socket,id=vsock,path=" + vsockVhost_, "-device", "vhost-user-vsock-device,chardev=vsock",
+      "-chardev", "socket,id=fs,path=" + OptValue(fsSock_), "-device", "vhost-user-fs-device,chardev=fs,tag=krunbox",
+      "-chardev", "socket,id=vsock,path=" + OptValue(vsockVhost_), "-device", "vhost-user-vsock-device,chardev=vsock",
   };
   if (accel == Accel::Kvm) a.insert(a.end(), {"-cpu", "host"});
   return a;

@@ -32,6 +32,9 @@ std::string RunBase() {
 }
 
 void EnsureBase(const std::string& base) {
+  // The daemons' option syntax ("key=value,key=value") cannot carry a comma.
+  if (base.find(',') != std::string::npos)
+    throw RunnerError("SETUP_FAILED", "the run folder " + base + " contains a comma; set KRUNBOX_RUN_DIR to a path without one");
   if (mkdir(base.c_str(), 0700) != 0 && errno != EEXIST) ThrowErrno("SETUP_FAILED", "mkdir " + base);
   struct stat st;
   if (lstat(base.c_str(), &st) != 0) ThrowErrno("SETUP_FAILED", "stat " + base);

@@ -1,0 +1,155 @@
+// Assembles the runtime folder that ships in the npm package, from the
+// Debian inputs that setup.sh unpacked and what cmake built:
+//   runtime/linux-x64/
+//     krunbox-runner   one process per VM
+//     vmlinuz          Debian's cloud kernel
+//     initramfs.cpio   /init = krunbox-agent, plus the virtio-mmio,
+//                      virtio-fs, vsock and overlay modules and their order
+//     krunbox-agent, busybox, busybox.applets
+//                      what the default image is made of (lib/runtime.ts
+//                      assembles it under ~/.krunbox/images on first use)
+//     versions.json    what doctor reports
+//     licenses/        the license texts of everything bundled
+// The addon itself goes to prebuilds/linux-x64 (prebuildify).
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const debRoot = path.join(root, "deps/debian/root");
+const out = path.join(root, "runtime/linux-x64");
+const built = path.join(root, "build/Release");
+const busybox = "/bin/busybox";
+// What the agent needs before it can reach the host and its files.
+const wantedModules = ["virtio_mmio", "virtiofs", "vmw_vsock_virtio_transport", "overlay"];
+
+function fail(message) {
+  console.error(`krunbox build-runtime: error: ${message}`);
+  process.exit(1);
+}
+
+const release = fs.readFileSync(path.join(root, "deps/debian/kernel-release"), "utf8").trim();
+const kernel = path.join(debRoot, "boot", `vmlinuz-${release}`);
+const moduleDir = path.join(debRoot, "lib/modules", release);
+// Debian's kernel package leaves modules.dep to depmod at install time.
+if (fs.existsSync(moduleDir) && !fs.existsSync(path.join(moduleDir, "modules.dep"))) {
+  const depmod = ["/usr/sbin/depmod", "/sbin/depmod"].find((f) => fs.existsSync(f));
+  if (!depmod) fail("depmod not found: apt-get install kmod");
+  execFileSync(depmod, ["-b", debRoot, release]);
+}
+for (const [file, remedy] of [
+  [kernel, "run `npm run setup` to fetch the kernel package"],
+  [path.join(moduleDir, "modules.dep"), "run `npm run setup` to fetch the kernel package"],
+  [path.join(built, "krunbox-agent"), "run `npm run setup` to build the agent"],
+  [path.join(built, "krunbox-runner"), "run `npm run setup` to build the runner"],
+  [busybox, "apt-get install busybox-static"],
+]) {
+  if (!fs.existsSync(file)) fail(`${file} is missing: ${remedy}`);
+}
+
+// modules.dep lines: "kernel/a/b.ko: kernel/c.ko kernel/d.ko"
+const deps = new Map();
+for (const line of fs.readFileSync(path.join(moduleDir, "modules.dep"), "utf8").split("\n")) {
+  const [mod, rest] = line.split(":");
+  if (mod) deps.set(mod, rest.trim() ? rest.trim().split(/\s+/) : []);
+}
+const byName = new Map([...deps.keys()].map((m) => [path.basename(m, ".ko").replace(/-/g, "_"), m]));
+const order = [];
+const visit = (mod) => {
+  if (order.includes(mod)) return;
+  for (const dep of deps.get(mod) ?? []) visit(dep);
+  order.push(mod);
+};
+for (const name of wantedModules) {
+  const mod = byName.get(name);
+  if (!mod) fail(`kernel ${release} has no module ${name}`);
+  visit(mod);
+}
+
+const tmp = `${out}.tmp-${process.pid}`;
+fs.rmSync(tmp, { recursive: true, force: true });
+fs.mkdirSync(tmp, { recursive: true });
+const install = (from, name, mode = 0o644) => {
+  fs.copyFileSync(from, path.join(tmp, name));
+  fs.chmodSync(path.join(tmp, name), mode);
+};
+
+// The initramfs, from a staging folder.
+const stage = path.join(tmp, "initramfs.d");
+for (const d of ["dev", "proc", "sys", "run", "lib/modules"]) fs.mkdirSync(path.join(stage, d), { recursive: true });
+fs.copyFileSync(path.join(built, "krunbox-agent"), path.join(stage, "init"));
+fs.chmodSync(path.join(stage, "init"), 0o755);
+for (const mod of order) fs.copyFileSync(path.join(moduleDir, mod), path.join(stage, "lib/modules", path.basename(mod)));
+fs.writeFileSync(path.join(stage, "lib/modules/order"), order.map((m) => path.basename(m)).join("\n") + "\n");
+const files = execFileSync("find", [".", "-mindepth", "1"], { cwd: stage }).toString().split("\n").filter(Boolean).sort();
+const cpio = execFileSync("cpio", ["--quiet", "-o", "-H", "newc", "--reproducible", "-R", "0:0"], {
+  cwd: stage,
+  input: files.join("\n") + "\n",
+  maxBuffer: 256 << 20,
+});
+fs.writeFileSync(path.join(tmp, "initramfs.cpio"), cpio);
+fs.rmSync(stage, { recursive: true });
+
+install(kernel, "vmlinuz");
+install(path.join(built, "krunbox-runner"), "krunbox-runner", 0o755);
+install(path.join(built, "krunbox-agent"), "krunbox-agent", 0o755);
+install(busybox, "busybox", 0o755);
+const applets = execFileSync(busybox, ["--list-full"]).toString().split("\n").filter(Boolean);
+fs.writeFileSync(path.join(tmp, "busybox.applets"), applets.join("\n") + "\n");
+
+const pkg = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8"));
+const dpkgVersion = (name) => execFileSync("dpkg-query", ["-W", "-f=${Version}", name]).toString();
+const image = createHash("sha256");
+for (const f of ["krunbox-agent", "busybox", "busybox.applets"]) image.update(fs.readFileSync(path.join(tmp, f)));
+fs.writeFileSync(
+  path.join(tmp, "versions.json"),
+  JSON.stringify(
+    {
+      krunbox: pkg.version,
+      kernel: { release, package: `linux-image-${release}`, source: "Debian source package linux" },
+      busybox: dpkgVersion("busybox-static"),
+      image: image.digest("hex").slice(0, 16),
+    },
+    null,
+    2,
+  ) + "\n",
+);
+
+// License texts of what the runtime bundles.
+const licenses = path.join(tmp, "licenses");
+fs.mkdirSync(licenses);
+const docs = [
+  [path.join(debRoot, `usr/share/doc/linux-image-${release}/copyright`), "linux-kernel.copyright"],
+  ["/usr/share/doc/busybox-static/copyright", "busybox.copyright"],
+  ["/usr/share/doc/libc6/copyright", "glibc.copyright"],
+  ["/usr/share/doc/nlohmann-json3-dev/copyright", "nlohmann-json.copyright"],
+  ["/usr/share/common-licenses/GPL-2", "GPL-2.0.txt"],
+  ["/usr/share/common-licenses/LGPL-2.1", "LGPL-2.1.txt"],
+];
+for (const [from, name] of docs) {
+  if (!fs.existsSync(from)) fail(`${from} is missing (license text to bundle)`);
+  fs.copyFileSync(from, path.join(licenses, name));
+}
+fs.writeFileSync(
+  path.join(licenses, "README"),
+  `What this runtime folder bundles, and where its source is:
+- vmlinuz and the kernel modules in initramfs.cpio: Linux ${release}, GPL-2.0
+  (GPL-2.0.txt, linux-kernel.copyright), the binary of Debian's package
+  linux-image-${release}. Source: Debian's source package "linux" of the
+  same version (apt-get source linux).
+- busybox: BusyBox ${dpkgVersion("busybox-static")}, GPL-2.0 (busybox.copyright),
+  from Debian's busybox-static. Source: apt-get source busybox.
+- krunbox-agent (also /init in initramfs.cpio) and krunbox-runner: krunbox,
+  Apache-2.0, source in this package (deps/). The agent is linked statically
+  with the GNU C Library, LGPL-2.1-or-later (LGPL-2.1.txt, glibc.copyright):
+  its source (apt-get source glibc) and krunbox's sources let you relink it.
+  Both include nlohmann/json, MIT (nlohmann-json.copyright).
+`,
+);
+
+fs.rmSync(out, { recursive: true, force: true });
+fs.renameSync(tmp, out);
+console.log(`krunbox build-runtime: kernel ${release}, ${order.length} modules, ` +
+  `initramfs ${(cpio.length / 1048576).toFixed(1)} MiB -> ${path.relative(root, out)}`);
