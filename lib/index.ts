@@ -4,3 +4,13 @@ export type { SandboxOptions, ExecOptions } from "./options.js";
 export { bootVm, type BootResult } from "./boot.js";
 export { VirtualMachine, type VmOptions, type VmExit, type VmState, type ShareOptions, type VsockPortOptions } from "./vm.js";
 export * from "./errors.js";
+export {
+  Volume,
+  VolumeFs,
+  VolumeExistsError,
+  VolumeInUseError,
+  VolumeNotFoundError,
+  PathEscapeError,
+  type VolumeInfo,
+  type VolumeSpec,
+} from "./volumes.js";

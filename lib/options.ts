@@ -2,6 +2,7 @@
 import path from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./errors.js";
+import type { VolumeSpec } from "./volumes.js";
 
 const absolutePath = z.string().refine((p) => path.isAbsolute(p) && path.normalize(p) === p, {
   message: "must be an absolute, normalized path such as /work",
@@ -21,9 +22,11 @@ export const sandboxOptionsSchema = z
     accel: z.enum(["auto", "kvm", "tcg"]).default("auto"),
     bootTimeoutMs: z.number().int().min(1000).max(3_600_000).default(60_000),
     libkrunPath: z.string().optional(),
+    /** Checked entry by entry by resolveVolumes (lib/volumes.ts). */
+    volumes: z.array(z.any()).max(64).default([]),
   })
   .strict();
-export type SandboxOptions = z.input<typeof sandboxOptionsSchema>;
+export type SandboxOptions = Omit<z.input<typeof sandboxOptionsSchema>, "volumes"> & { volumes?: VolumeSpec[] };
 export type ResolvedSandboxOptions = z.output<typeof sandboxOptionsSchema>;
 
 export const execOptionsSchema = z

@@ -16,6 +16,7 @@ import {
 } from "./options.js";
 import { SandboxProcess, type ProcessExit } from "./process.js";
 import { VirtualMachine } from "./vm.js";
+import { resolveVolumes, Volume, type ResolvedVolumes, type VolumeSpec } from "./volumes.js";
 
 export type SandboxState = "creating" | "running" | "stopping" | "stopped" | "crashed";
 
@@ -44,9 +45,14 @@ export class Sandbox extends EventEmitter {
   #socketPath: string;
   #crash: KrunboxError | undefined;
 
-  private constructor(options: ResolvedSandboxOptions) {
+  #release: () => void;
+
+  private constructor(options: ResolvedSandboxOptions, volumes: ResolvedVolumes) {
     super();
     this.#options = options;
+    // Named volumes stay marked in use (Volume.remove refuses) while we run.
+    const holds = volumes.named.map((name) => Volume.hold(name));
+    this.#release = () => holds.splice(0).forEach((release) => release());
     // Short and private: Unix socket paths are limited to 107 bytes.
     this.#socketDir = fs.mkdtempSync(path.join(os.tmpdir(), "krunbox-sb-"));
     this.#socketPath = path.join(this.#socketDir, "agent.sock");
@@ -61,9 +67,11 @@ export class Sandbox extends EventEmitter {
         libkrunPath: options.libkrunPath,
         command: [],
         agentSocketPath: this.#socketPath,
+        shares: volumes.shares,
+        tmpfs: volumes.tmpfs,
       });
     } catch (err) {
-      fs.rmSync(this.#socketDir, { recursive: true, force: true });
+      this.#cleanup();
       throw err;
     }
     this.closed = this.#vm.exited.then(
@@ -93,7 +101,8 @@ export class Sandbox extends EventEmitter {
    * if the boot fails.
    */
   static async create(options: SandboxOptions = {}): Promise<Sandbox> {
-    const sb = new Sandbox(parseOptions(sandboxOptionsSchema, options, ""));
+    const resolved = parseOptions(sandboxOptionsSchema, options, "");
+    const sb = new Sandbox(resolved, await resolveVolumes(resolved.volumes as VolumeSpec[]));
     try {
       await sb.#vm.ready;
     } catch {
@@ -111,6 +120,7 @@ export class Sandbox extends EventEmitter {
   }
 
   #cleanup() {
+    this.#release();
     fs.rmSync(this.#socketDir, { recursive: true, force: true });
   }
 

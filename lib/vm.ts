@@ -1,6 +1,5 @@
 // One VM: a thin typed layer over the addon's Vm, which spawns the runner.
 import { EventEmitter } from "node:events";
-import { createRequire } from "node:module";
 import {
   BootTimeoutError,
   ConfigError,
@@ -11,7 +10,8 @@ import {
   LibkrunNotFoundError,
   VmmFailedError,
 } from "./errors.js";
-import { accelCachePath, addonPath, defaultImage, qemuPrograms, runtimePaths } from "./runtime.js";
+import { loadNative, type NativeVm } from "./native.js";
+import { accelCachePath, defaultImage, qemuPrograms, runtimePaths } from "./runtime.js";
 
 export interface ShareOptions {
   /** Unique name of the share (1-36 of [A-Za-z0-9._-]). */
@@ -46,6 +46,8 @@ export interface VmOptions {
    * Default: true for the built-in root, false otherwise. */
   rootReadOnly?: boolean;
   shares?: ShareOptions[];
+  /** Size-limited tmpfs mounts in the guest. */
+  tmpfs?: { guestPath: string; sizeMiB: number }[];
   vsock?: VsockPortOptions[];
   /** Program and arguments to run to completion; [] for a VM that serves
    * execs (on agentSocketPath) until stopped. */
@@ -72,21 +74,6 @@ export interface VmExit {
 }
 
 export type VmState = "booting" | "running" | "stopping" | "exited" | "failed";
-
-interface NativeVm {
-  start(): number;
-  stop(graceMs: number): void;
-  readonly pid: number | null;
-}
-interface Native {
-  Vm: new (runnerPath: string, config: object, onEvent: (line: string) => void) => NativeVm;
-}
-
-let native: Native | undefined;
-function loadNative(): Native {
-  if (!native) native = createRequire(import.meta.url)(addonPath()) as Native;
-  return native;
-}
 
 interface RunnerEvent {
   event: string;

@@ -96,6 +96,11 @@ void BuildRoot(const nlohmann::json& cfg) {
   for (const auto& m : cfg.at("mounts")) {
     const std::string target = std::string(kNewRoot) + m.at("target").get<std::string>();
     MkdirP(target);
+    if (m.value("type", std::string()) == "tmpfs") {
+      const std::string opts = "mode=1777,size=" + std::to_string(m.at("sizeMiB").get<uint32_t>()) + "m";
+      Mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str());
+      continue;
+    }
     Mount((tree + "/" + m.at("source").get<std::string>()).c_str(), target, nullptr, MS_BIND | MS_REC, nullptr);
     if (m.value("readOnly", false))
       Mount(nullptr, target, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr);

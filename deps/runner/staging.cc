@@ -155,6 +155,8 @@ std::string GuestConfigJson(const VmConfig& config) {
     mounts.push_back({{"source", "shares/" + std::to_string(i)},
                       {"target", config.shares[i].guestPath},
                       {"readOnly", config.shares[i].readOnly}});
+  for (const TmpfsMount& t : config.tmpfs)
+    mounts.push_back({{"type", "tmpfs"}, {"target", t.guestPath}, {"sizeMiB", t.sizeMiB}});
   return nlohmann::json{{"version", 1},
                         {"command", config.command},
                         {"env", config.env},

@@ -1,7 +1,11 @@
 #include <napi.h>
 
+#include "beneath.h"
 #include "vm.h"
 
-Napi::Object InitKrunbox(Napi::Env env, Napi::Object exports) { return krunbox::Vm::Init(env, exports); }
+Napi::Object InitKrunbox(Napi::Env env, Napi::Object exports) {
+  krunbox::InitBeneath(env, exports);
+  return krunbox::Vm::Init(env, exports);
+}
 
 NODE_API_MODULE(krunbox, InitKrunbox)

@@ -173,6 +173,19 @@ VmConfig VmConfigFromJson(const json& j) {
     c.shares.push_back(sh);
   }
 
+  const json& tmpfs = r.Array("tmpfs", kMaxShares);
+  for (size_t i = 0; i < tmpfs.size(); i++) {
+    Reader t(tmpfs[i], "tmpfs[" + std::to_string(i) + "]");
+    TmpfsMount m;
+    m.guestPath = t.RequiredString("guestPath");
+    RequireAbsolute(t.Field("guestPath"), m.guestPath);
+    if (m.guestPath == "/") throw ConfigError(t.Field("guestPath"), "cannot be \"/\"");
+    if (!guestPaths.insert(m.guestPath).second)
+      throw ConfigError(t.Field("guestPath"), "\"" + m.guestPath + "\" is used by two mounts");
+    m.sizeMiB = t.Uint("sizeMiB", 64, 1, 1024 * 1024);
+    c.tmpfs.push_back(m);
+  }
+
   std::set<uint32_t> ports;
   const json& vsock = r.Array("vsock", kMaxVsockPorts);
   for (size_t i = 0; i < vsock.size(); i++) {
@@ -230,6 +243,8 @@ json VmConfigToJson(const VmConfig& c) {
   json shares = json::array();
   for (const Share& s : c.shares)
     shares.push_back({{"tag", s.tag}, {"hostPath", s.hostPath}, {"guestPath", s.guestPath}, {"readOnly", s.readOnly}});
+  json tmpfs = json::array();
+  for (const TmpfsMount& t : c.tmpfs) tmpfs.push_back({{"guestPath", t.guestPath}, {"sizeMiB", t.sizeMiB}});
   json vsock = json::array();
   for (const VsockPort& p : c.vsock)
     vsock.push_back({{"port", p.port}, {"socketPath", p.socketPath}, {"listen", p.listen}});
@@ -238,7 +253,8 @@ json VmConfigToJson(const VmConfig& c) {
       {"cpus", c.cpus},             {"memoryMiB", c.memoryMiB},
       {"bootTimeoutMs", c.bootTimeoutMs},
       {"rootPath", c.rootPath},     {"rootReadOnly", c.rootReadOnly},
-      {"shares", shares},           {"vsock", vsock},
+      {"shares", shares},           {"tmpfs", tmpfs},
+      {"vsock", vsock},
       {"command", c.command},       {"env", c.env},
       {"agentSocketPath", c.agentSocketPath},
       {"workdir", c.workdir},       {"consolePath", c.consolePath},

@@ -20,6 +20,12 @@ struct Share {
   bool readOnly = false;  // enforced on the host, not only by the guest mount
 };
 
+// A size-limited tmpfs that the guest agent mounts; gone with the VM.
+struct TmpfsMount {
+  std::string guestPath;
+  uint32_t sizeMiB = 64;
+};
+
 // One vsock port bridged to a host Unix socket, in libkrun's terms:
 // listen=true  -> the host listens on socketPath and each connection reaches
 //                 the guest's listener on `port` (host -> guest);
@@ -41,6 +47,7 @@ struct VmConfig {
   std::string rootPath;           // host folder that becomes the guest's /
   bool rootReadOnly = false;
   std::vector<Share> shares;
+  std::vector<TmpfsMount> tmpfs;
   std::vector<VsockPort> vsock;
   std::vector<std::string> command;  // argv of a workload to run to completion;
                                      // empty: the VM serves execs until stopped

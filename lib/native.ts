@@ -1,0 +1,27 @@
+// The N-API addon (src/addon), loaded once.
+import { createRequire } from "node:module";
+import { addonPath } from "./runtime.js";
+
+export interface NativeVm {
+  start(): number;
+  stop(graceMs: number): void;
+  readonly pid: number | null;
+}
+
+export interface Native {
+  Vm: new (runnerPath: string, config: object, onEvent: (line: string) => void) => NativeVm;
+  readFileBeneath(root: string, rel: string): Buffer;
+  writeFileBeneath(root: string, rel: string, data: Buffer, mode: number): void;
+  readdirBeneath(root: string, rel: string): { name: string; type: "file" | "directory" | "symlink" | "other" }[];
+  mkdirBeneath(root: string, rel: string): void;
+  rmBeneath(root: string, rel: string, recursive: boolean): void;
+  /** A held lock's fd, or -1 when another holder conflicts. */
+  flock(path: string, exclusive: boolean): number;
+  unlock(fd: number): void;
+}
+
+let native: Native | undefined;
+export function loadNative(): Native {
+  if (!native) native = createRequire(import.meta.url)(addonPath()) as Native;
+  return native;
+}

@@ -1,0 +1,244 @@
+// Host-side file access inside a folder that a guest can write to. Every
+// path is resolved by the kernel with openat2(RESOLVE_BENEATH |
+// RESOLVE_NO_MAGICLINKS): symlinks (absolute, "../..", /proc magic links)
+// and races with the guest can never lead outside the folder. Removal never
+// follows symlinks at all.
+#include "beneath.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+namespace krunbox {
+namespace {
+
+constexpr size_t kMaxReadBytes = 1ull << 30;
+
+class ScopedFd {
+ public:
+  explicit ScopedFd(int fd) : fd_(fd) {}
+  ~ScopedFd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+Napi::Error ErrnoError(Napi::Env env, const std::string& what, int err) {
+  Napi::Error e = Napi::Error::New(env, what + ": " + strerror(err));
+  e.Set("code", Napi::String::New(env, err == EXDEV ? "ERR_KRUNBOX_PATH_ESCAPE" : "ERR_KRUNBOX_FS"));
+  e.Set("errno", Napi::Number::New(env, err));
+  return e;
+}
+
+int OpenRoot(const std::string& root) { return open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC); }
+
+int OpenBeneath(int rootFd, const std::string& rel, uint64_t flags, uint64_t mode) {
+  open_how how{};
+  how.flags = flags | O_CLOEXEC;
+  how.mode = mode;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+  const std::string path = rel.empty() ? "." : rel;
+  return static_cast<int>(syscall(SYS_openat2, rootFd, path.c_str(), &how, sizeof how));
+}
+
+// Splits "a/b/c" into the parent "a/b" and the last component "c".
+void SplitLast(const std::string& rel, std::string& parent, std::string& name) {
+  const size_t slash = rel.find_last_of('/');
+  parent = slash == std::string::npos ? "" : rel.substr(0, slash);
+  name = slash == std::string::npos ? rel : rel.substr(slash + 1);
+}
+
+bool RemoveTreeAt(int dirFd, const char* name) {
+  struct stat st;
+  if (fstatat(dirFd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return errno == ENOENT;
+  if (!S_ISDIR(st.st_mode)) return unlinkat(dirFd, name, 0) == 0 || errno == ENOENT;
+  const int fd = openat(dirFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return false;
+  DIR* d = fdopendir(fd);
+  if (!d) {
+    close(fd);
+    return false;
+  }
+  bool ok = true;
+  while (dirent* e = readdir(d)) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    ok = RemoveTreeAt(dirfd(d), e->d_name) && ok;
+  }
+  closedir(d);
+  return (unlinkat(dirFd, name, AT_REMOVEDIR) == 0 || errno == ENOENT) && ok;
+}
+
+struct Args {
+  std::string root, rel;
+};
+
+// (root, rel): rel is relative to root, already normalized by lib/ (no
+// leading '/', no "." or ".." parts); the kernel enforces the rest.
+bool GetArgs(const Napi::CallbackInfo& info, Args& a) {
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) {
+    Napi::TypeError::New(info.Env(), "expected (root: string, path: string, ...)").ThrowAsJavaScriptException();
+    return false;
+  }
+  a.root = info[0].As<Napi::String>();
+  a.rel = info[1].As<Napi::String>();
+  return true;
+}
+
+Napi::Value ReadFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Args a;
+  if (!GetArgs(info, a)) return env.Undefined();
+  ScopedFd root(OpenRoot(a.root));
+  if (root.get() < 0) throw ErrnoError(env, "open " + a.root, errno);
+  ScopedFd fd(OpenBeneath(root.get(), a.rel, O_RDONLY, 0));
+  if (fd.get() < 0) throw ErrnoError(env, "open " + a.rel, errno);
+  struct stat st;
+  if (fstat(fd.get(), &st) != 0) throw ErrnoError(env, "stat " + a.rel, errno);
+  if (!S_ISREG(st.st_mode)) throw ErrnoError(env, a.rel, EISDIR);
+  std::string data;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw ErrnoError(env, "read " + a.rel, errno);
+    if (n == 0) break;
+    data.append(buf, static_cast<size_t>(n));
+    if (data.size() > kMaxReadBytes) throw ErrnoError(env, a.rel, EFBIG);
+  }
+  return Napi::Buffer<char>::Copy(env, data.data(), data.size());
+}
+
+// writeFile(root, rel, data: Buffer, mode): create or truncate; a symlink
+// is followed only while it stays beneath the root.
+Napi::Value WriteFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Args a;
+  if (!GetArgs(info, a)) return env.Undefined();
+  if (info.Length() < 3 || !info[2].IsBuffer()) throw Napi::TypeError::New(env, "data must be a Buffer");
+  const Napi::Buffer<char> data = info[2].As<Napi::Buffer<char>>();
+  const uint32_t mode = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Uint32Value() : 0644;
+  ScopedFd root(OpenRoot(a.root));
+  if (root.get() < 0) throw ErrnoError(env, "open " + a.root, errno);
+  ScopedFd fd(OpenBeneath(root.get(), a.rel, O_WRONLY | O_CREAT | O_TRUNC, mode & 0777));
+  if (fd.get() < 0) throw ErrnoError(env, "open " + a.rel, errno);
+  size_t off = 0;
+  while (off < data.Length()) {
+    ssize_t n = write(fd.get(), data.Data() + off, data.Length() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw ErrnoError(env, "write " + a.rel, errno);
+    off += static_cast<size_t>(n);
+  }
+  return env.Undefined();
+}
+
+Napi::Value Readdir(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Args a;
+  if (!GetArgs(info, a)) return env.Undefined();
+  ScopedFd root(OpenRoot(a.root));
+  if (root.get() < 0) throw ErrnoError(env, "open " + a.root, errno);
+  const int fd = OpenBeneath(root.get(), a.rel, O_RDONLY | O_DIRECTORY, 0);
+  if (fd < 0) throw ErrnoError(env, "open " + a.rel, errno);
+  DIR* d = fdopendir(fd);
+  if (!d) {
+    close(fd);
+    throw ErrnoError(env, "readdir " + a.rel, errno);
+  }
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t i = 0;
+  while (dirent* e = readdir(d)) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    Napi::Object entry = Napi::Object::New(env);
+    entry.Set("name", e->d_name);
+    const char* type = e->d_type == DT_DIR ? "directory" : e->d_type == DT_REG ? "file" : e->d_type == DT_LNK ? "symlink" : "other";
+    entry.Set("type", type);
+    out.Set(i++, entry);
+  }
+  closedir(d);
+  return out;
+}
+
+Napi::Value Mkdir(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Args a;
+  if (!GetArgs(info, a)) return env.Undefined();
+  ScopedFd root(OpenRoot(a.root));
+  if (root.get() < 0) throw ErrnoError(env, "open " + a.root, errno);
+  std::string parent, name;
+  SplitLast(a.rel, parent, name);
+  ScopedFd dir(OpenBeneath(root.get(), parent, O_PATH | O_DIRECTORY, 0));
+  if (dir.get() < 0) throw ErrnoError(env, "open " + parent, errno);
+  if (mkdirat(dir.get(), name.c_str(), 0755) != 0 && errno != EEXIST) throw ErrnoError(env, "mkdir " + a.rel, errno);
+  return env.Undefined();
+}
+
+// rm(root, rel, recursive): the parent is resolved beneath the root; the
+// entry itself is removed without following it if it is a symlink.
+Napi::Value Rm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Args a;
+  if (!GetArgs(info, a)) return env.Undefined();
+  const bool recursive = info.Length() > 2 && info[2].ToBoolean();
+  ScopedFd root(OpenRoot(a.root));
+  if (root.get() < 0) throw ErrnoError(env, "open " + a.root, errno);
+  std::string parent, name;
+  SplitLast(a.rel, parent, name);
+  ScopedFd dir(OpenBeneath(root.get(), parent, O_RDONLY | O_DIRECTORY, 0));
+  if (dir.get() < 0) throw ErrnoError(env, "open " + parent, errno);
+  struct stat st;
+  if (fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) throw ErrnoError(env, "rm " + a.rel, errno);
+  if (S_ISDIR(st.st_mode) && !recursive) {
+    if (unlinkat(dir.get(), name.c_str(), AT_REMOVEDIR) != 0) throw ErrnoError(env, "rm " + a.rel, errno);
+  } else if (!RemoveTreeAt(dir.get(), name.c_str())) {
+    throw ErrnoError(env, "rm " + a.rel, errno);
+  }
+  return env.Undefined();
+}
+
+// flock(path, exclusive) -> fd, or -1 if another holder conflicts.
+Napi::Value Flock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string path = info[0].As<Napi::String>();
+  const bool exclusive = info[1].ToBoolean();
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) throw ErrnoError(env, "open " + path, errno);
+  if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0) {
+    const int err = errno;
+    close(fd);
+    if (err == EWOULDBLOCK) return Napi::Number::New(env, -1);
+    throw ErrnoError(env, "flock " + path, err);
+  }
+  return Napi::Number::New(env, fd);
+}
+
+Napi::Value Unlock(const Napi::CallbackInfo& info) {
+  const int fd = info[0].As<Napi::Number>().Int32Value();
+  if (fd >= 0) close(fd);
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void InitBeneath(Napi::Env env, Napi::Object exports) {
+  exports.Set("readFileBeneath", Napi::Function::New(env, ReadFile));
+  exports.Set("writeFileBeneath", Napi::Function::New(env, WriteFile));
+  exports.Set("readdirBeneath", Napi::Function::New(env, Readdir));
+  exports.Set("mkdirBeneath", Napi::Function::New(env, Mkdir));
+  exports.Set("rmBeneath", Napi::Function::New(env, Rm));
+  exports.Set("flock", Napi::Function::New(env, Flock));
+  exports.Set("unlock", Napi::Function::New(env, Unlock));
+}
+
+}  // namespace krunbox

@@ -1,0 +1,253 @@
+// Volumes on real VMs: bind, named and tmpfs; read-only held on the host
+// against a guest that tries to defeat it; host-side access that never
+// leaves a volume, whatever the guest put there.
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { expect, it } from "vitest";
+import {
+  ConfigError,
+  PathEscapeError,
+  Sandbox,
+  Volume,
+  VolumeExistsError,
+  VolumeInUseError,
+  VolumeNotFoundError,
+} from "../lib/index.js";
+import { tempDir, waitFor } from "./helpers.js";
+
+const volumesDir = () => path.join(process.env.KRUNBOX_HOME!, "volumes");
+
+it("creates, lists, inspects and removes named volumes", async () => {
+  const vol = await Volume.create("crud", { labels: { team: "a" } });
+  expect(vol.info).toMatchObject({ name: "crud", labels: { team: "a" } });
+  expect(fs.existsSync(path.join(volumesDir(), "crud/volume.json"))).toBe(true);
+  await expect(Volume.create("crud")).rejects.toBeInstanceOf(VolumeExistsError);
+  await vol.fs.mkdir("/a/b", { recursive: true });
+  await vol.fs.writeFile("/a/b/requirements.txt", "requests==2.28.0");
+  expect(await vol.fs.readFile("/a/b/requirements.txt", "utf8")).toBe("requests==2.28.0");
+  expect(await vol.fs.readdir("/a")).toEqual([{ name: "b", type: "directory" }]);
+  await vol.fs.rm("/a", { recursive: true });
+  expect(await vol.fs.readdir("/")).toEqual([]);
+  expect((await Volume.list()).map((v) => v.name)).toContain("crud");
+  expect((await Volume.get("crud")).info.labels).toEqual({ team: "a" });
+  await Volume.remove("crud");
+  await expect(Volume.get("crud")).rejects.toBeInstanceOf(VolumeNotFoundError);
+});
+
+it("refuses invalid names and unenforceable quotas, creating nothing", async () => {
+  for (const name of ["a/b", "..", "", "x".repeat(65), ".hidden", "a..b", "sp ace"])
+    await expect(Volume.create(name)).rejects.toMatchObject({ field: "name" });
+  await expect(Volume.create("quota", { quotaMiB: 10 })).rejects.toMatchObject({ code: "ERR_KRUNBOX_NOT_SUPPORTED" });
+  expect(fs.existsSync(path.join(volumesDir(), "quota"))).toBe(false);
+});
+
+it("ends with one volume when two processes create it at once", async () => {
+  const script = `import { Volume } from ${JSON.stringify(path.resolve("dist/index.js"))};
+try { await Volume.create("raced"); console.log("created"); } catch (e) { console.log(e.code); }`;
+  const run = () =>
+    new Promise<string>((resolve) => {
+      const p = spawn(process.execPath, ["--input-type=module", "-e", script], { env: process.env });
+      let out = "";
+      p.stdout.on("data", (d) => (out += d));
+      p.on("close", () => resolve(out.trim()));
+    });
+  const results = (await Promise.all([run(), run(), run()])).sort();
+  expect(results).toEqual(["ERR_KRUNBOX_VOLUME_EXISTS", "ERR_KRUNBOX_VOLUME_EXISTS", "created"]);
+  expect(fs.readdirSync(volumesDir()).filter((n) => n.includes("raced"))).toEqual(["raced"]);
+  await Volume.remove("raced");
+});
+
+it("mounts bind, named and tmpfs volumes, also written Docker-style", async () => {
+  const src = tempDir();
+  fs.writeFileSync(path.join(src, "main.py"), "print(1)");
+  const data = tempDir();
+  const cwd = process.cwd();
+  process.chdir(path.dirname(src));
+  try {
+    await using sb = await Sandbox.create({
+      volumes: [
+        { type: "bind", source: `./${path.basename(src)}`, target: "/app/src", readonly: true },
+        { type: "named", name: "pip-cache", target: "/root/.cache/pip" },
+        { type: "tmpfs", target: "/scratch", sizeMiB: 8 },
+        `${data}:/data`,
+        `${src}:/cfg:ro`,
+        "pip-cache:/shared:ro",
+      ],
+    });
+    const r = await sb.exec("sh", [
+      "-c",
+      [
+        "cat /app/src/main.py /cfg/main.py; echo",
+        "echo cached > /root/.cache/pip/wheel",
+        "cat /shared/wheel",
+        "echo nope > /shared/x || echo shared-ro",
+        "echo out > /data/result",
+        "df -m /scratch | tail -1 | awk '{print \"scratch-size\", $2}'",
+        "dd if=/dev/zero of=/scratch/fill bs=1M count=20 2>&1 | grep -o 'No space left on device'",
+      ].join("; "),
+    ]);
+    expect(r.stdout).toContain("print(1)print(1)");
+    expect(r.stdout).toContain("cached\nshared-ro\n");
+    expect(r.stdout).toContain("scratch-size 8\n");
+    expect(r.stdout).toContain("No space left on device");
+    expect(fs.readFileSync(path.join(data, "result"), "utf8")).toBe("out\n");
+    expect(await (await Volume.get("pip-cache")).fs.readFile("/wheel", "utf8")).toBe("cached\n");
+    // In use: removal is refused while the sandbox runs.
+    await expect(Volume.remove("pip-cache")).rejects.toBeInstanceOf(VolumeInUseError);
+  } finally {
+    process.chdir(cwd);
+  }
+  // The tmpfs is gone with its sandbox; the named volume stays.
+  await using again = await Sandbox.create({ volumes: [{ type: "tmpfs", target: "/scratch" }, "pip-cache:/p"] });
+  expect((await again.exec("sh", ["-c", "ls /scratch | wc -l; cat /p/wheel"])).stdout).toBe("0\ncached\n");
+  await again.stop();
+  await Volume.remove("pip-cache");
+});
+
+it("holds read-only on the host against a guest that tries everything", async () => {
+  const ro = tempDir();
+  fs.mkdirSync(path.join(ro, "dir"));
+  fs.writeFileSync(path.join(ro, "file"), "original");
+  const before = snapshot(ro);
+  await using sb = await Sandbox.create({ volumes: [{ type: "bind", source: ro, target: "/ro", readonly: true }] });
+  const attempts = [
+    "echo x > /ro/file",
+    "echo x >> /ro/file",
+    "touch /ro/new",
+    "mkdir /ro/newdir",
+    "rm /ro/file",
+    "rmdir /ro/dir",
+    "mv /ro/file /ro/moved",
+    "chmod 777 /ro/file",
+    "chown 1:1 /ro/file",
+    "truncate -s 0 /ro/file",
+    "ln /ro/file /ro/hardlink",
+    "ln -s /etc/passwd /ro/symlink",
+    "touch -d 2000-01-01 /ro/file",
+    // root in the guest may remount; the host mount stays read-only
+    "mount -o remount,rw /ro && echo x > /ro/file",
+    // ...or mount the VM's whole virtio-fs tree again and write there
+    "mkdir -p /tree && mount -t virtiofs krunbox /tree && echo x > /tree/shares/0/file",
+    "mount -t virtiofs krunbox /tree; mount -o remount,rw /tree/shares/0 && touch /tree/shares/0/new",
+  ];
+  for (const cmd of attempts) {
+    const r = await sb.exec("sh", ["-c", cmd]);
+    expect(r.exitCode, cmd).not.toBe(0);
+  }
+  expect(snapshot(ro)).toEqual(before);
+});
+
+it("keeps host-side volume access inside the volume, whatever links the guest makes", async () => {
+  const vol = await Volume.create("hostile");
+  const secret = path.join(tempDir(), "secret");
+  fs.writeFileSync(secret, "host-secret");
+  await using sb = await Sandbox.create({ volumes: ["hostile:/v"] });
+  await sb.exec("sh", [
+    "-c",
+    [
+      "mkdir -p /v/sub",
+      `ln -s ${secret} /v/abs`,
+      `ln -s ../../../../../../../..${secret} /v/rel`,
+      "ln -s /proc/self/root/etc/passwd /v/magic",
+      "ln -s / /v/rootlink",
+      "ln -s ../.. /v/sub/up",
+      "echo inside > /v/ok",
+      "ln /v/ok /v/hard",
+    ].join("; "),
+  ]);
+  expect(await vol.fs.readFile("/ok", "utf8")).toBe("inside\n");
+  expect(await vol.fs.readFile("/hard", "utf8")).toBe("inside\n");
+  for (const p of ["/abs", "/rel", "/magic", "/rootlink/etc/passwd", "/sub/up/x", `/rootlink${secret}`])
+    await expect(vol.fs.readFile(p), p).rejects.toBeInstanceOf(PathEscapeError);
+  await expect(vol.fs.writeFile("/abs", "overwritten")).rejects.toBeInstanceOf(PathEscapeError);
+  await expect(vol.fs.readdir("/rootlink")).rejects.toBeInstanceOf(PathEscapeError);
+  await expect(vol.fs.writeFile("/rootlink/tmp/planted", "x")).rejects.toBeInstanceOf(PathEscapeError);
+  expect(fs.readFileSync(secret, "utf8")).toBe("host-secret");
+  // rm removes the links themselves, never what they point at.
+  await vol.fs.rm("/rootlink");
+  await vol.fs.rm("/abs");
+  expect(fs.readFileSync(secret, "utf8")).toBe("host-secret");
+
+  // A guest racing to swap a folder for a symlink while the host reads.
+  const racer = sb.spawn("sh", [
+    "-c",
+    `mkdir -p /v/race; echo safe > /v/race/f; while :; do mv /v/race /v/race.d; ln -s ${path.dirname(secret)} /v/race; rm /v/race; mv /v/race.d /v/race; done`,
+  ]);
+  await waitFor("the racing guest", () => fs.existsSync(path.join(vol.info.path, "race.d")) || undefined, 30_000);
+  let safe = 0;
+  for (let i = 0; i < 300; i++) {
+    await new Promise((r) => setTimeout(r, 2));
+    try {
+      const text = await vol.fs.readFile("/race/secret", "utf8");
+      throw new Error(`escaped: read ${text}`);
+    } catch (err) {
+      if (!(err instanceof PathEscapeError) && !/No such file/.test((err as Error).message)) throw err;
+    }
+    try {
+      if ((await vol.fs.readFile("/race/f", "utf8")) === "safe\n") safe++;
+    } catch {
+      // mid-swap
+    }
+  }
+  racer.kill("SIGKILL");
+  await racer.exited;
+  expect(safe).toBeGreaterThan(0);
+  await sb.stop();
+  await Volume.remove("hostile");
+});
+
+it("mounts 32 volumes of all kinds in one sandbox", async () => {
+  const specs = Array.from({ length: 32 }, (_, i) => {
+    if (i % 3 === 0) return { type: "tmpfs" as const, target: `/m/${i}`, sizeMiB: 1 };
+    if (i % 3 === 1) return `multi-${i}:/m/${i}`;
+    const d = tempDir();
+    fs.writeFileSync(path.join(d, "id"), String(i));
+    return { type: "bind" as const, source: d, target: `/m/${i}`, readonly: i % 2 === 0 };
+  });
+  await using sb = await Sandbox.create({ volumes: specs });
+  const r = await sb.exec("sh", ["-c", "for i in $(seq 0 31); do echo $i > /m/$i/w 2>/dev/null && echo w$i; done"]);
+  const written = r.stdout.trim().split("\n");
+  specs.forEach((s, i) => {
+    const readOnly = typeof s === "object" && s.type === "bind" && s.readonly;
+    expect(written.includes(`w${i}`), `mount ${i}`).toBe(!readOnly);
+  });
+  await sb.stop();
+  for (let i = 1; i < 32; i += 3) await Volume.remove(`multi-${i}`);
+});
+
+it("refuses bad volume input with the field named, creating nothing", async () => {
+  const existing = tempDir();
+  const cases: [unknown[], string][] = [
+    [[{ type: "bind", source: "/no/such/folder", target: "/x" }], "volumes[0].source"],
+    [[{ type: "bind", source: existing, target: "relative" }], "volumes[0].target"],
+    [[{ type: "tmpfs", target: "/" }], "volumes[0].target"],
+    [[`${existing}:/x`, { type: "tmpfs", target: "/x" }], "volumes[1].target"],
+    [[{ type: "named", name: "../evil", target: "/x" }], "volumes[0].name"],
+    [["never-created:/a", { type: "bind", source: "/no/such", target: "/b" }], "volumes[1].source"],
+    [["a:b:c:d"], "volumes[0]"],
+    [[{ type: "nfs", target: "/x" }], "volumes[0].type"],
+    [[{ type: "tmpfs", target: "/t", sizeMiB: 0 }], "volumes[0].sizeMiB"],
+  ];
+  for (const [volumes, field] of cases) {
+    const err = await Sandbox.create({ volumes: volumes as never }).catch((e) => e);
+    expect(err, field).toBeInstanceOf(ConfigError);
+    expect(err.field).toBe(field);
+  }
+  expect(fs.existsSync(path.join(volumesDir(), "never-created"))).toBe(false);
+});
+
+function snapshot(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const name of fs.readdirSync(d).sort()) {
+      const p = path.join(d, name);
+      const st = fs.lstatSync(p);
+      out.push(`${path.relative(dir, p)} ${st.mode} ${st.uid}:${st.gid} ${st.size} ${st.mtimeMs}`);
+      if (st.isDirectory()) walk(p);
+      else out.push(fs.readFileSync(p, "utf8"));
+    }
+  };
+  walk(dir);
+  return out;
+}
