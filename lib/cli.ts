@@ -4,12 +4,28 @@ import os from "node:os";
 import { parseArgs } from "node:util";
 import { KrunboxError } from "./errors.js";
 import { Sandbox } from "./sandbox.js";
+import { Volume, type VolumeSpec } from "./volumes.js";
 import { accelCachePath, addonPath, defaultImage, qemuPrograms, runtimePaths } from "./runtime.js";
 import { execFileSync } from "node:child_process";
 
 const usage = `usage:
-  krunbox run [--cpus N] [--memory MiB] [-e KEY=VALUE]... [-w DIR] [--user USER] -- CMD [ARGS...]
+  krunbox run [--cpus N] [--memory MiB] [-e KEY=VALUE]... [-w DIR] [-u USER]
+              [-v SRC:DST[:ro]]... [--tmpfs DST[:MiB]]... -- CMD [ARGS...]
+  krunbox volume create NAME [--label KEY=VALUE]...
+  krunbox volume ls
+  krunbox volume inspect NAME
+  krunbox volume rm [--force] NAME...
   krunbox doctor`;
+
+function keyValues(list: string[] | undefined, flag: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of list ?? []) {
+    const eq = kv.indexOf("=");
+    if (eq <= 0) throw new KrunboxError("ERR_KRUNBOX_CONFIG", `${flag} ${kv}: expected KEY=VALUE`);
+    out[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  return out;
+}
 
 async function run(argv: string[]): Promise<number> {
   const dash = argv.indexOf("--");
@@ -21,6 +37,8 @@ async function run(argv: string[]): Promise<number> {
       env: { type: "string", short: "e", multiple: true },
       workdir: { type: "string", short: "w" },
       user: { type: "string", short: "u" },
+      volume: { type: "string", short: "v", multiple: true },
+      tmpfs: { type: "string", multiple: true },
     },
     allowPositionals: true,
   });
@@ -29,13 +47,13 @@ async function run(argv: string[]): Promise<number> {
     console.error(usage);
     return 2;
   }
-  const env: Record<string, string> = {};
-  for (const kv of values.env ?? []) {
-    const eq = kv.indexOf("=");
-    if (eq <= 0) throw new KrunboxError("ERR_KRUNBOX_CONFIG", `-e ${kv}: expected KEY=VALUE`);
-    env[kv.slice(0, eq)] = kv.slice(eq + 1);
-  }
+  const env = keyValues(values.env, "-e");
+  const tmpfs: VolumeSpec[] = (values.tmpfs ?? []).map((t) => {
+    const [target, size] = t.split(":");
+    return { type: "tmpfs", target, sizeMiB: size === undefined ? undefined : Number(size) };
+  });
   const sb = await Sandbox.create({
+    volumes: [...(values.volume ?? []), ...tmpfs],
     cpus: values.cpus === undefined ? undefined : Number(values.cpus),
     memoryMiB: values.memory === undefined ? undefined : Number(values.memory),
     env,
@@ -116,9 +134,35 @@ function doctor(): number {
   return ok ? 0 : 1;
 }
 
+async function volume(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv.slice(1),
+    options: { label: { type: "string", multiple: true }, force: { type: "boolean" } },
+    allowPositionals: true,
+  });
+  switch (argv[0]) {
+    case "create":
+      for (const name of positionals) console.log((await Volume.create(name, { labels: keyValues(values.label, "--label") })).name);
+      return positionals.length ? 0 : 2;
+    case "ls":
+      for (const v of await Volume.list()) console.log(`${v.name}\t${v.created}\t${JSON.stringify(v.labels)}`);
+      return 0;
+    case "inspect":
+      for (const name of positionals) console.log(JSON.stringify((await Volume.get(name)).info, null, 2));
+      return positionals.length ? 0 : 2;
+    case "rm":
+      for (const name of positionals) await Volume.remove(name, { force: values.force });
+      return positionals.length ? 0 : 2;
+    default:
+      console.error(usage);
+      return 2;
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   try {
     if (argv[0] === "run") return await run(argv.slice(1));
+    if (argv[0] === "volume") return await volume(argv.slice(1));
     if (argv[0] === "doctor") return doctor();
     console.error(usage);
     return 2;

@@ -1,4 +1,6 @@
 import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { expect, it } from "vitest";
 
@@ -26,4 +28,19 @@ it("krunbox doctor checks the host and says what it found", () => {
   expect(r.stdout).toMatch(/qemu backend: .*qemu-system-x86_64/);
   expect(r.stdout).toMatch(/kvm: /);
   expect(r.status).toBe(0);
+});
+
+it("krunbox run mounts volumes, and krunbox volume manages named ones", () => {
+  const env = process.env;
+  const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: "utf8", timeout: 120_000, env });
+  const src = fs.mkdtempSync(path.join(os.tmpdir(), "krunbox-cli-"));
+  fs.writeFileSync(path.join(src, "in.txt"), "from-host");
+  expect(run("volume", "create", "cli-vol", "--label", "team=a").stdout).toBe("cli-vol\n");
+  const r = run("run", "-v", `${src}:/src:ro`, "-v", "cli-vol:/data", "--tmpfs", "/scratch:4", "--",
+    "sh", "-c", "cat /src/in.txt; echo; echo kept > /data/f; df -m /scratch | tail -1 | awk '{print $2}'");
+  expect(r.stdout).toBe("from-host\n4\n");
+  expect(run("volume", "ls").stdout).toMatch(/^cli-vol\t.*\t\{"team":"a"\}$/m);
+  expect(JSON.parse(run("volume", "inspect", "cli-vol").stdout)).toMatchObject({ name: "cli-vol", labels: { team: "a" } });
+  expect(run("volume", "rm", "cli-vol").status).toBe(0);
+  expect(run("volume", "inspect", "cli-vol").stderr).toMatch(/does not exist/);
 });
