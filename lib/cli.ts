@@ -11,7 +11,7 @@ import { execFileSync } from "node:child_process";
 const usage = `usage:
   krunbox run [--cpus N] [--memory MiB] [-e KEY=VALUE]... [-w DIR] [-u USER]
               [-v SRC:DST[:ro]]... [--tmpfs DST[:MiB]]... -- CMD [ARGS...]
-  krunbox volume create NAME [--label KEY=VALUE]...
+  krunbox volume create NAME [--quota MiB] [--label KEY=VALUE]...
   krunbox volume ls
   krunbox volume inspect NAME
   krunbox volume rm [--force] NAME...
@@ -137,15 +137,19 @@ function doctor(): number {
 async function volume(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv.slice(1),
-    options: { label: { type: "string", multiple: true }, force: { type: "boolean" } },
+    options: { label: { type: "string", multiple: true }, quota: { type: "string" }, force: { type: "boolean" } },
     allowPositionals: true,
   });
   switch (argv[0]) {
     case "create":
-      for (const name of positionals) console.log((await Volume.create(name, { labels: keyValues(values.label, "--label") })).name);
+      for (const name of positionals) {
+        const quotaMiB = values.quota === undefined ? undefined : Number(values.quota);
+        console.log((await Volume.create(name, { quotaMiB, labels: keyValues(values.label, "--label") })).name);
+      }
       return positionals.length ? 0 : 2;
     case "ls":
-      for (const v of await Volume.list()) console.log(`${v.name}\t${v.created}\t${JSON.stringify(v.labels)}`);
+      for (const v of await Volume.list())
+        console.log(`${v.name}\t${v.quotaMiB === undefined ? "-" : `${v.quotaMiB}MiB`}\t${v.created}\t${JSON.stringify(v.labels)}`);
       return 0;
     case "inspect":
       for (const name of positionals) console.log(JSON.stringify((await Volume.get(name)).info, null, 2));

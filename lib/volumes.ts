@@ -4,6 +4,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { ConfigError, KrunboxError } from "./errors.js";
 import { loadNative } from "./native.js";
+import { createDisk, ensureMounted, resizeDisk, unmount } from "./quota.js";
 import { krunboxHome } from "./runtime.js";
 
 export type VolumeSpec =
@@ -17,6 +18,8 @@ export interface VolumeInfo {
   name: string;
   created: string;
   labels: Record<string, string>;
+  /** Hard limit in MiB, enforced by the host kernel (see lib/quota.ts). */
+  quotaMiB?: number;
   /** The host folder the guest sees. */
   path: string;
 }
@@ -54,6 +57,19 @@ export function checkVolumeName(name: unknown, field: string): string {
   return name;
 }
 
+function checkQuota(quotaMiB: unknown): void {
+  if (!Number.isInteger(quotaMiB) || (quotaMiB as number) < 16 || (quotaMiB as number) > 16 << 20)
+    throw new ConfigError("quotaMiB", `quotaMiB: must be a whole number of MiB from 16 to ${16 << 20} (got ${String(quotaMiB)})`);
+}
+
+// volume.json is replaced whole (write aside, then rename): readers never see half of it.
+function writeMeta(dir: string, info: VolumeInfo): void {
+  const { name, created, labels, quotaMiB } = info;
+  const tmp = path.join(dir, `.volume.json.${process.pid}`);
+  fs.writeFileSync(tmp, JSON.stringify({ name, created, labels, quotaMiB }, null, 2) + "\n");
+  fs.renameSync(tmp, path.join(dir, "volume.json"));
+}
+
 function volumesDir(): string {
   return path.join(krunboxHome(), "volumes");
 }
@@ -86,11 +102,15 @@ function fsCall<T>(p: string, op: () => T): T {
 
 /** Host-side file access to a volume that never leaves it, whatever the guest put there. */
 export class VolumeFs {
-  constructor(private readonly root: string) {}
+  constructor(
+    private readonly root: string,
+    private readonly ready: () => Promise<void>,
+  ) {}
 
   async readFile(p: string): Promise<Buffer>;
   async readFile(p: string, encoding: BufferEncoding): Promise<string>;
   async readFile(p: string, encoding?: BufferEncoding): Promise<Buffer | string> {
+    await this.ready();
     const data = fsCall(p, () => loadNative().readFileBeneath(this.root, inside(p)));
     return encoding ? data.toString(encoding) : data;
   }
@@ -98,16 +118,19 @@ export class VolumeFs {
   async writeFile(p: string, data: string | Uint8Array, options: { mode?: number } = {}): Promise<void> {
     const rel = inside(p);
     if (!rel) throw new ConfigError("path", "path: names the volume's root folder, not a file");
+    await this.ready();
     fsCall(p, () => loadNative().writeFileBeneath(this.root, rel, Buffer.from(data), options.mode ?? 0o644));
   }
 
   async readdir(p = "/"): Promise<{ name: string; type: "file" | "directory" | "symlink" | "other" }[]> {
+    await this.ready();
     return fsCall(p, () => loadNative().readdirBeneath(this.root, inside(p)));
   }
 
   async mkdir(p: string, options: { recursive?: boolean } = {}): Promise<void> {
     const rel = inside(p);
     const parts = rel.split("/").filter(Boolean);
+    await this.ready();
     for (let i = options.recursive ? 1 : parts.length; i <= parts.length; i++)
       fsCall(p, () => loadNative().mkdirBeneath(this.root, parts.slice(0, i).join("/")));
   }
@@ -115,6 +138,7 @@ export class VolumeFs {
   async rm(p: string, options: { recursive?: boolean; force?: boolean } = {}): Promise<void> {
     const rel = inside(p);
     if (!rel) throw new ConfigError("path", "path: cannot remove the volume's root folder; use Volume.remove");
+    await this.ready();
     try {
       fsCall(p, () => loadNative().rmBeneath(this.root, rel, options.recursive ?? false));
     } catch (err) {
@@ -126,7 +150,31 @@ export class VolumeFs {
 export class Volume {
   readonly fs: VolumeFs;
   private constructor(readonly info: VolumeInfo) {
-    this.fs = new VolumeFs(info.path);
+    this.fs = new VolumeFs(info.path, () => this.ready());
+  }
+
+  /** Makes the volume usable (mounts a quota'd volume's image after a reboot). */
+  async ready(): Promise<void> {
+    if (this.info.quotaMiB !== undefined) await ensureMounted(layout(this.name).dir);
+  }
+
+  /**
+   * Changes the quota of a volume created with one: growing works while
+   * sandboxes use it, shrinking needs it unused; never below what it holds.
+   */
+  async setQuota(quotaMiB: number): Promise<void> {
+    checkQuota(quotaMiB);
+    if (this.info.quotaMiB === undefined)
+      throw new KrunboxError("ERR_KRUNBOX_NOT_SUPPORTED", `volume "${this.name}" was created without a quota; recreate it with quotaMiB`);
+    const { dir, lock } = layout(this.name);
+    const lockFd = loadNative().flock(lock, true);
+    try {
+      await resizeDisk(dir, quotaMiB, lockFd >= 0);
+    } finally {
+      loadNative().unlock(lockFd);
+    }
+    this.info.quotaMiB = quotaMiB;
+    writeMeta(dir, this.info);
   }
   get name(): string {
     return this.info.name;
@@ -135,11 +183,7 @@ export class Volume {
   /** Creates a volume; VolumeExistsError if it exists (two racing creators: one wins). */
   static async create(name: string, options: { quotaMiB?: number; labels?: Record<string, string> } = {}): Promise<Volume> {
     checkVolumeName(name, "name");
-    if (options.quotaMiB !== undefined)
-      throw new KrunboxError(
-        "ERR_KRUNBOX_NOT_SUPPORTED",
-        "quotaMiB: volume quotas are not enforced yet, so krunbox refuses to pretend; create the volume without a quota",
-      );
+    if (options.quotaMiB !== undefined) checkQuota(options.quotaMiB);
     const labels = options.labels ?? {};
     for (const [k, v] of Object.entries(labels))
       if (typeof v !== "string" || !k) throw new ConfigError(`labels.${k}`, `labels.${k}: labels map non-empty names to strings`);
@@ -148,10 +192,11 @@ export class Volume {
     // Assemble aside, then rename into place: rename of a folder onto an
     // existing one fails, so exactly one of two racing creators wins.
     const tmp = fs.mkdtempSync(path.join(volumesDir(), `.new-${name}-`));
-    const info: VolumeInfo = { name, created: new Date().toISOString(), labels, path: layout(name).data };
+    const info: VolumeInfo = { name, created: new Date().toISOString(), labels, quotaMiB: options.quotaMiB, path: layout(name).data };
     try {
       fs.mkdirSync(path.join(tmp, "data"), { mode: 0o755 });
-      fs.writeFileSync(path.join(tmp, "volume.json"), JSON.stringify({ name, created: info.created, labels }, null, 2) + "\n");
+      if (info.quotaMiB !== undefined) createDisk(tmp, info.quotaMiB);
+      writeMeta(tmp, info);
       if (fs.existsSync(dir)) throw new VolumeExistsError(name);
       fs.renameSync(tmp, dir);
     } catch (err) {
@@ -160,7 +205,14 @@ export class Volume {
       if (code === "ENOTEMPTY" || code === "EEXIST") throw new VolumeExistsError(name);
       throw err;
     }
-    return new Volume(info);
+    const vol = new Volume(info);
+    try {
+      await vol.ready();
+    } catch (err) {
+      fs.rmSync(dir, { recursive: true, force: true }); // nothing half-created
+      throw err;
+    }
+    return vol;
   }
 
   static async get(name: string): Promise<Volume> {
@@ -172,8 +224,8 @@ export class Volume {
     } catch {
       throw new VolumeNotFoundError(name);
     }
-    const m = JSON.parse(raw) as { created: string; labels?: Record<string, string> };
-    return new Volume({ name, created: m.created, labels: m.labels ?? {}, path: data });
+    const m = JSON.parse(raw) as { created: string; labels?: Record<string, string>; quotaMiB?: number };
+    return new Volume({ name, created: m.created, labels: m.labels ?? {}, quotaMiB: m.quotaMiB, path: data });
   }
 
   /** Gets the volume, creating it if absent (safe against concurrent creators). */
@@ -211,6 +263,7 @@ export class Volume {
     const lockFd = loadNative().flock(layout(vol.name).lock, true);
     if (lockFd < 0 && !options.force) throw new VolumeInUseError(name);
     try {
+      if (vol.info.quotaMiB !== undefined) await unmount(layout(vol.name).dir);
       loadNative().rmBeneath(volumesDir(), vol.name, true);
     } finally {
       loadNative().unlock(lockFd);
@@ -283,6 +336,7 @@ export async function resolveVolumes(specs: VolumeSpec[]): Promise<ResolvedVolum
     else if (v.type === "bind") out.shares.push({ tag: `v${i}`, hostPath: v.source, guestPath: v.target, readOnly: !!v.readonly });
     else {
       const vol = await Volume.ensure(v.name);
+      await vol.ready();
       out.named.push(vol.name);
       out.shares.push({ tag: `v${i}`, hostPath: vol.info.path, guestPath: v.target, readOnly: !!v.readonly });
     }

@@ -35,11 +35,11 @@ it("krunbox run mounts volumes, and krunbox volume manages named ones", () => {
   const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: "utf8", timeout: 120_000, env });
   const src = fs.mkdtempSync(path.join(os.tmpdir(), "krunbox-cli-"));
   fs.writeFileSync(path.join(src, "in.txt"), "from-host");
-  expect(run("volume", "create", "cli-vol", "--label", "team=a").stdout).toBe("cli-vol\n");
+  expect(run("volume", "create", "cli-vol", "--quota", "20", "--label", "team=a").stdout).toBe("cli-vol\n");
   const r = run("run", "-v", `${src}:/src:ro`, "-v", "cli-vol:/data", "--tmpfs", "/scratch:4", "--",
     "sh", "-c", "cat /src/in.txt; echo; echo kept > /data/f; df -m /scratch | tail -1 | awk '{print $2}'");
   expect(r.stdout).toBe("from-host\n4\n");
-  expect(run("volume", "ls").stdout).toMatch(/^cli-vol\t.*\t\{"team":"a"\}$/m);
+  expect(run("volume", "ls").stdout).toMatch(/^cli-vol\t20MiB\t.*\t\{"team":"a"\}$/m);
   expect(JSON.parse(run("volume", "inspect", "cli-vol").stdout)).toMatchObject({ name: "cli-vol", labels: { team: "a" } });
   expect(run("volume", "rm", "cli-vol").status).toBe(0);
   expect(run("volume", "inspect", "cli-vol").stderr).toMatch(/does not exist/);

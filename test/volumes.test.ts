@@ -35,11 +35,49 @@ it("creates, lists, inspects and removes named volumes", async () => {
   await expect(Volume.get("crud")).rejects.toBeInstanceOf(VolumeNotFoundError);
 });
 
-it("refuses invalid names and unenforceable quotas, creating nothing", async () => {
+it("refuses invalid names and quotas, creating nothing", async () => {
   for (const name of ["a/b", "..", "", "x".repeat(65), ".hidden", "a..b", "sp ace"])
     await expect(Volume.create(name)).rejects.toMatchObject({ field: "name" });
-  await expect(Volume.create("quota", { quotaMiB: 10 })).rejects.toMatchObject({ code: "ERR_KRUNBOX_NOT_SUPPORTED" });
+  for (const quotaMiB of [0, 4, 1.5, -1]) await expect(Volume.create("quota", { quotaMiB })).rejects.toMatchObject({ field: "quotaMiB" });
   expect(fs.existsSync(path.join(volumesDir(), "quota"))).toBe(false);
+});
+
+it("enforces a volume quota outside the guest, for guests and host-side writes alike", async () => {
+  const vol = await Volume.create("quota", { quotaMiB: 32 });
+  const mounts = () => fs.readFileSync("/proc/mounts", "utf8").split("\n").filter((l) => l.includes(vol.info.path)).length;
+  expect(mounts()).toBe(1);
+  {
+    await using sb = await Sandbox.create({ volumes: ["quota:/q", "quota:/q2:ro"] });
+    const r = await sb.exec("sh", [
+      "-c",
+      [
+        "df -k /q | tail -1 | awk '{print \"size\", $2}'",
+        "dd if=/dev/zero of=/q/big bs=1M count=64 2>&1 | grep -o 'No space left on device'",
+        "rm /q/big",
+        "dd if=/dev/zero of=/q/again bs=1M count=20 2>/dev/null && echo space-back",
+        "ls /q2",
+      ].join("; "),
+    ]);
+    const size = Number(/size (\d+)/.exec(r.stdout)?.[1]) / 1024;
+    expect(size).toBeGreaterThanOrEqual(32);
+    expect(size).toBeLessThan(34);
+    expect(r.stdout).toContain("No space left on device\nspace-back\nagain\n");
+    // Host-side writes hit the same limit.
+    await expect(vol.fs.writeFile("/host-big", Buffer.alloc(40 << 20))).rejects.toThrow(/No space left/);
+    await vol.fs.rm("/host-big", { force: true });
+    // Changing the quota needs the volume unused.
+    await expect(vol.setQuota(64)).rejects.toMatchObject({ code: "ERR_KRUNBOX_VOLUME_IN_USE" });
+  }
+  await expect(vol.setQuota(16)).rejects.toMatchObject({ field: "quotaMiB" }); // 20 MiB stored
+  await vol.setQuota(64);
+  expect((await Volume.get("quota")).info.quotaMiB).toBe(64);
+  {
+    await using sb = await Sandbox.create({ volumes: ["quota:/q"] });
+    const r = await sb.exec("sh", ["-c", "df -m /q | tail -1 | awk '{print $2}'; wc -c < /q/again"]);
+    expect(r.stdout).toMatch(/^6[45]\n20971520\n$/);
+  }
+  await Volume.remove("quota");
+  expect(mounts()).toBe(0);
 });
 
 it("ends with one volume when two processes create it at once", async () => {
