@@ -58,7 +58,7 @@ export class Sandbox extends EventEmitter {
     this.#socketPath = path.join(this.#socketDir, "agent.sock");
     try {
       this.#vm = VirtualMachine.start({
-        // "auto" is qemu until the agent also runs under libkrun's own init.
+        // "auto" is qemu, the backend that CI exercises; libkrun on request.
         backend: options.backend === "libkrun" ? "libkrun" : "qemu",
         accel: options.accel,
         cpus: options.cpus,

@@ -3,6 +3,7 @@
 // real runner against a TEST DOUBLE of libkrun (deps/libkrun-double) that
 // records every krun_* call and exits like krun_start_enter does.
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import { LibkrunNotFoundError, VirtualMachine } from "../lib/index.js";
@@ -43,6 +44,7 @@ it("translates the VM config into krun_* calls and reports the workload's exit s
       { port: 5000, socketPath: "/tmp/in.sock", listen: true },
       { port: 5001, socketPath: "/tmp/out.sock", listen: false },
     ],
+    agentSocketPath: "/tmp/agent.sock",
     command: ["/bin/sh", "-c", "echo hi"],
     env: { A: "1" },
     workdir: "/work",
@@ -51,23 +53,31 @@ it("translates the VM config into krun_* calls and reports the workload's exit s
   const exit = await vm.exited;
   expect(exit.code).toBe(5);
   expect(vm.accel).toBe("kvm");
-  expect(fs.readFileSync(log, "utf8").trim().split("\n")).toEqual([
+  const runDir = `${process.env.KRUNBOX_RUN_DIR}/vm-XXXXXX`;
+  const expected = [
     "krun_create_ctx",
     "krun_set_vm_config 7 2 512",
     `krun_set_root 7 ${root}`,
-    `krun_add_virtiofs3 7 src ${ro} 0 1`,
-    `krun_add_virtiofs3 7 data ${rw} 0 0`,
+    // every share travels in the one tree the agent mounts (multiplexed)
+    `krun_add_virtiofs3 7 krunbox ${runDir}/fs 0 0`,
     "krun_disable_implicit_vsock 7",
     "krun_add_vsock 7 0",
+    `krun_add_vsock_port2 7 1024 ${runDir}/ctl.sock 0`,
+    "krun_add_vsock_port2 7 1025 /tmp/agent.sock 1",
     "krun_add_vsock_port2 7 5000 /tmp/in.sock 1",
     "krun_add_vsock_port2 7 5001 /tmp/out.sock 0",
-    "krun_set_exec 7 /bin/sh",
-    "  argv [-c] [echo hi]",
-    "  envp [A=1]",
-    "krun_set_workdir 7 /work",
+    // the command, env and workdir reach the agent through the tree's config
+    "krun_set_exec 7 /sbin/krunbox-agent",
+    "  argv [--under-init]",
+    "  envp",
+    "krun_set_workdir 7 /",
     "krun_set_console_output 7 /tmp/krun-console.log",
     "krun_start_enter 7",
-  ]);
+  ];
+  const calls = fs.readFileSync(log, "utf8").trim().split("\n").map((c) => c.replace(/\/vm-[A-Za-z0-9]{6}\//, "/vm-XXXXXX/"));
+  expect(calls).toEqual(expected);
+  // krun_start_enter exits with exit(): the run folder went with it.
+  expect(fs.readdirSync(process.env.KRUNBOX_RUN_DIR!).filter((d) => d.startsWith("vm-"))).toEqual([]);
 });
 
 it("exports a read-only root through krun_add_virtiofs3", async () => {
@@ -79,6 +89,7 @@ it("exports a read-only root through krun_add_virtiofs3", async () => {
   expect(calls).toContain(`krun_add_virtiofs3 7 /dev/root ${root} 0 1`);
   expect(calls).not.toContain("krun_set_root");
   expect(calls).not.toContain("must-not-reach-the-guest");
+  expect(calls).toContain("  envp\n"); // nothing of the host's environment
 });
 
 it("reports a missing libkrun with a typed error that says how to install it", async () => {
@@ -106,4 +117,14 @@ it("finds libkrun through KRUNBOX_LIBKRUN", async () => {
   } finally {
     delete process.env.KRUNBOX_LIBKRUN;
   }
+});
+
+it("fails a libkrun sandbox whose VM ends before its agent is ready with a typed error, leaving nothing", async () => {
+  const { Sandbox, KrunboxError } = await import("../lib/index.js");
+  const before = fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith("krunbox-sb-")).length;
+  const err = await Sandbox.create({ backend: "libkrun", libkrunPath: double }).catch((e) => e);
+  expect(err).toBeInstanceOf(KrunboxError);
+  expect(fs.readFileSync(log, "utf8")).toContain("krun_add_vsock_port2 7 1025 ");
+  expect(fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith("krunbox-sb-")).length).toBe(before);
+  expect(fs.readdirSync(process.env.KRUNBOX_RUN_DIR!).filter((d) => d.startsWith("vm-"))).toEqual([]);
 });

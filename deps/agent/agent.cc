@@ -1,12 +1,15 @@
-// krunbox-agent: the guest's PID 1 (static binary in the initramfs).
+// krunbox-agent: the guest's PID 1 in the qemu backend (static binary in
+// the initramfs), and `krunbox-agent --under-init`, the workload of libkrun's
+// own init in the libkrun backend.
 //
-// Boot: mount /dev, /proc, /sys; load the virtio/virtio-fs/vsock modules;
-// dial the runner on vsock (host CID 2, port 1024); mount the VM's virtio-fs
-// tree; build the workload's root (bind, or overlayfs with a tmpfs upper
+// Boot: (as PID 1) mount /dev, /proc, /sys and load the virtio/virtio-fs/
+// vsock modules; dial the runner on vsock (host CID 2, port 1024); mount a
+// tmpfs at /run and the VM's virtio-fs tree in it; build the workload's root (bind, or overlayfs with a tmpfs upper
 // when the host folder is read-only); mount the shares; serve execs on vsock
 // port 1025 (exec_server.h) and say "ready". With a configured command it
-// runs that too, reports "exit N" / "signal N" when it ends and powers off;
-// without one it serves until the host says "poweroff".
+// runs that too, reports "exit N" / "signal N" when it ends and powers off
+// (under libkrun: exits with the command's status); without one it serves
+// until the host says "poweroff".
 //
 // Run as any other PID, it is a small vsock tool for workloads and tests:
 //   krunbox-agent vsock-connect PORT   stdio <-> host port PORT
@@ -20,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
@@ -41,7 +45,6 @@
 namespace agent {
 namespace {
 
-constexpr const char* kTreeDir = "/run/krunbox";
 constexpr uint32_t kControlPort = 1024;
 constexpr uint32_t kExecPort = 1025;
 constexpr int kStopGraceMs = 3000;
@@ -82,13 +85,15 @@ void BuildRoot(const nlohmann::json& cfg) {
     // The host folder stays untouched: writes land in a tmpfs upper layer.
     // virtio-fs submounts are automount points, which overlayfs refuses as
     // a layer; a bind mount resolves it to the mounted root.
-    MkdirP("/lower");
-    Mount((tree + "/root").c_str(), "/lower", nullptr, MS_BIND | MS_REC, nullptr);
-    MkdirP("/overlay");
-    Mount("tmpfs", "/overlay", "tmpfs", 0, "mode=0755");
-    MkdirP("/overlay/upper");
-    MkdirP("/overlay/work");
-    const std::string opts = "lowerdir=/lower,upperdir=/overlay/upper,workdir=/overlay/work";
+    const std::string work = kWorkDir;
+    MkdirP(work + "/lower");
+    Mount((tree + "/root").c_str(), work + "/lower", nullptr, MS_BIND | MS_REC, nullptr);
+    MkdirP(work + "/overlay");
+    Mount("tmpfs", work + "/overlay", "tmpfs", 0, "mode=0755");
+    MkdirP(work + "/overlay/upper");
+    MkdirP(work + "/overlay/work");
+    const std::string opts =
+        "lowerdir=" + work + "/lower,upperdir=" + work + "/overlay/upper,workdir=" + work + "/overlay/work";
     Mount("overlay", kNewRoot, "overlay", 0, opts.c_str());
   } else {
     Mount((tree + "/root").c_str(), kNewRoot, nullptr, MS_BIND | MS_REC, nullptr);
@@ -170,9 +175,11 @@ std::optional<int> Serve(ExecServer& execs, pid_t command, int control) {
   }
 }
 
-[[noreturn]] void PowerOff() {
+// As PID 1, a reboot ends the VM at once (reboot=t and QEMU's -no-reboot).
+// Under libkrun's init, the VM ends when the agent exits.
+[[noreturn]] void PowerOff(bool pid1, int code) {
   sync();
-  // With reboot=t and QEMU's -no-reboot, a reboot ends the VM at once.
+  if (!pid1) _exit(code);
   reboot(RB_AUTOBOOT);
   for (;;) pause();
 }
@@ -185,26 +192,35 @@ ExecSpec CommandSpec(const nlohmann::json& cfg) {
   return spec;
 }
 
-[[noreturn]] void RunInit() {
+// pid1: the qemu backend's initramfs; otherwise the workload of libkrun's
+// own init, which has mounted /dev, /proc and /sys and whose kernel has the
+// drivers built in.
+[[noreturn]] void RunInit(bool pid1) {
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGCHLD);
   sigprocmask(SIG_BLOCK, &mask, nullptr);
+  // Orphans re-parent to us even when we are not PID 1.
+  if (!pid1) prctl(PR_SET_CHILD_SUBREAPER, 1);
   int control = -1;
+  int code = 0;
   try {
-    MkdirP("/dev");
-    Mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, nullptr);
-    int con = open("/dev/console", O_RDWR | O_CLOEXEC);
-    if (con >= 0) {
-      for (int fd = 0; fd < 3; fd++) dup2(con, fd);
-      close(con);
+    if (pid1) {
+      MkdirP("/dev");
+      Mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, nullptr);
+      int con = open("/dev/console", O_RDWR | O_CLOEXEC);
+      if (con >= 0) {
+        for (int fd = 0; fd < 3; fd++) dup2(con, fd);
+        close(con);
+      }
+      MkdirP("/proc");
+      Mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+      MkdirP("/sys");
+      Mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+      LoadModules();
     }
-    MkdirP("/proc");
-    Mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
-    MkdirP("/sys");
-    Mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
-    LoadModules();
     control = DialHost(kControlPort);
+    Mount("tmpfs", kWorkDir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
     MkdirP(kTreeDir);
     // Read-write: the host decides what is read-only, per share.
     Mount("krunbox", kTreeDir, "virtiofs", 0, nullptr);
@@ -223,21 +239,26 @@ ExecSpec CommandSpec(const nlohmann::json& cfg) {
     }
     const std::optional<int> status = Serve(execs, command, control);
     std::string report = "exit 0";
-    if (status) report = WIFSIGNALED(*status) ? "signal " + std::to_string(WTERMSIG(*status))
-                                              : "exit " + std::to_string(WEXITSTATUS(*status));
+    if (status) {
+      report = WIFSIGNALED(*status) ? "signal " + std::to_string(WTERMSIG(*status))
+                                    : "exit " + std::to_string(WEXITSTATUS(*status));
+      code = WIFSIGNALED(*status) ? 128 + WTERMSIG(*status) : WEXITSTATUS(*status);
+    }
     WriteAll(control, report + "\n");
   } catch (const std::exception& e) {
     Log(e.what());
     if (control >= 0) WriteAll(control, std::string("error ") + e.what() + "\n");
+    code = 125;
   }
-  PowerOff();
+  PowerOff(pid1, code);
 }
 
 }  // namespace
 }  // namespace agent
 
 int main(int argc, char** argv) {
-  if (getpid() == 1) agent::RunInit();
+  if (getpid() == 1) agent::RunInit(true);
+  if (argc == 2 && std::string(argv[1]) == "--under-init") agent::RunInit(false);
   if (argc == 3) {
     const std::string mode = argv[1];
     if (mode == "vsock-connect" || mode == "vsock-listen" || mode == "vsock-echo") {

@@ -6,9 +6,13 @@
 
 namespace agent {
 
-// Where the agent builds the workload's root; every process it runs is
-// chrooted there.
-constexpr const char* kNewRoot = "/newroot";
+// The agent works in a tmpfs of its own at kWorkDir (so that it also works
+// on a read-only root under libkrun's init): the VM's virtio-fs tree is
+// mounted at kTreeDir and the workload's root is built at kNewRoot, where
+// every process it runs is chrooted.
+constexpr const char* kWorkDir = "/run";
+constexpr const char* kTreeDir = "/run/tree";
+constexpr const char* kNewRoot = "/run/root";
 
 struct SetupError : std::runtime_error {
   using std::runtime_error::runtime_error;

@@ -1,11 +1,20 @@
 // The libkrun backend: the system's libkrun, configured only through its C
-// API. krun_start_enter() takes this process over and exits it with the
-// workload's status, which is why every VM gets its own runner process.
+// API, running krunbox-agent under libkrun's own init. krun_start_enter()
+// takes this process over and exits it with the agent's status (the
+// command's), which is why every VM gets its own runner process.
 #include <dlfcn.h>
+#include <poll.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <thread>
+
 #include "backend.h"
+#include "control.h"
+#include "staging.h"
 #include "util.h"
 
 namespace krunbox {
@@ -60,42 +69,102 @@ void Check(int32_t rc, const char* call) {
   if (rc < 0) throw RunnerError("VMM_FAILED", std::string(call) + " failed: error " + std::to_string(-rc));
 }
 
-std::vector<const char*> CStrings(const std::vector<std::string>& v) {
-  std::vector<const char*> out;
-  for (const std::string& s : v) out.push_back(s.c_str());
-  out.push_back(nullptr);
-  return out;
-}
+// The runner's main thread is inside krun_start_enter, so the agent's
+// control connection and the addon's stop requests are served here.
+class ControlThread {
+ public:
+  ControlThread(const std::string& path, RunContext& ctx) : channel_(path), ctx_(ctx) {}
+  void Start() {
+    std::thread([this] { Loop(); }).detach();
+  }
+
+ private:
+  [[noreturn]] void Loop() {
+    GuestReport report;
+    bool ready = false;
+    long long deadline = -1;
+    for (;;) {
+      std::vector<pollfd> fds = {{ctx_.controlFd, POLLIN, 0}};
+      channel_.AddPollFds(fds);
+      const long long now = NowMs();
+      poll(fds.data(), fds.size(), deadline < 0 ? -1 : static_cast<int>(std::max(0LL, deadline - now)));
+      channel_.Handle(fds, report);
+      if (report.ready && !ready) {
+        ready = true;
+        ctx_.events.Send({{"event", "ready"}});
+      }
+      if (fds[0].revents) {
+        char buf[64] = {0};
+        const ssize_t n = read(ctx_.controlFd, buf, sizeof buf - 1);
+        const long grace = n > 4 && strncmp(buf, "stop", 4) == 0 ? atol(buf + 4) : 0;
+        // Ask the agent to power off; without it (or without time) end the VM now.
+        if (grace > 0 && ready && channel_.RequestPowerOff()) deadline = NowMs() + grace;
+        else Exit();
+      }
+      if (deadline >= 0 && NowMs() >= deadline) Exit();
+    }
+  }
+
+  [[noreturn]] void Exit() {
+    ctx_.events.Send({{"event", "exit"}, {"stopped", true}, {"forced", true}});
+    _exit(0);  // takes libkrun's threads, and so the VM, with it
+  }
+
+  static long long NowMs() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+  }
+
+  ControlChannel channel_;
+  RunContext& ctx_;
+};
 
 class LibkrunBackend : public Backend {
  public:
   void Run(RunContext& ctx) override {
     const VmConfig& c = ctx.config;
     const KrunApi krun = LoadLibkrun(c.libkrunPath.empty() ? EnvOr("KRUNBOX_LIBKRUN") : c.libkrunPath);
+    // As in the qemu backend, the agent gets one virtio-fs tree with the
+    // root, every share and its config; libkrun's root only has to hold
+    // libkrun's init and the agent. krun_start_enter ends the process with
+    // exit(), which runs the run folder's static destructor; if it is killed
+    // instead, the next runner sweeps the folder.
+    static struct Folder {
+      RunDir dir;
+      std::string tree = dir.path() + "/fs";
+      ~Folder() { UnmountSharedTree(tree); }  // before RunDir removes the folder
+    } folder;
+    const std::string& tree = folder.tree;
+    BuildSharedTree(c, tree);
+    const std::string controlPath = folder.dir.path() + "/ctl.sock";
+    // Never destroyed: its thread runs until the process ends.
+    ControlThread& control = *new ControlThread(controlPath, ctx);
+
     const int32_t id = krun.create_ctx();
     Check(id, "krun_create_ctx");
     const uint32_t ctxId = static_cast<uint32_t>(id);
     Check(krun.set_vm_config(ctxId, static_cast<uint8_t>(c.cpus), c.memoryMiB), "krun_set_vm_config");
-    // libkrun exports the root with its own virtio-fs tag; a read-only root
-    // goes through krun_add_virtiofs3 so the device enforces it.
     if (c.rootReadOnly) Check(krun.add_virtiofs3(ctxId, "/dev/root", c.rootPath.c_str(), 0, true), "krun_add_virtiofs3");
     else Check(krun.set_root(ctxId, c.rootPath.c_str()), "krun_set_root");
-    for (const Share& s : c.shares)
-      Check(krun.add_virtiofs3(ctxId, s.tag.c_str(), s.hostPath.c_str(), 0, s.readOnly), "krun_add_virtiofs3");
+    Check(krun.add_virtiofs3(ctxId, "krunbox", tree.c_str(), 0, false), "krun_add_virtiofs3");
     // No TSI: without this libkrun would give the guest the host's network.
     Check(krun.disable_implicit_vsock(ctxId), "krun_disable_implicit_vsock");
     Check(krun.add_vsock(ctxId, 0), "krun_add_vsock");
+    Check(krun.add_vsock_port2(ctxId, kControlPort, controlPath.c_str(), false), "krun_add_vsock_port2");
     if (!c.agentSocketPath.empty())
       Check(krun.add_vsock_port2(ctxId, kExecPort, c.agentSocketPath.c_str(), true), "krun_add_vsock_port2");
     for (const VsockPort& p : c.vsock)
       Check(krun.add_vsock_port2(ctxId, p.port, p.socketPath.c_str(), p.listen), "krun_add_vsock_port2");
-    const std::vector<std::string> args(c.command.begin() + 1, c.command.end());
-    const std::vector<const char*> argv = CStrings(args), envp = CStrings(c.env);
-    // An explicit envp (never NULL) keeps the host's environment out of the guest.
-    Check(krun.set_exec(ctxId, c.command[0].c_str(), argv.data(), envp.data()), "krun_set_exec");
-    Check(krun.set_workdir(ctxId, c.workdir.c_str()), "krun_set_workdir");
+    // The agent takes the command, env and workdir from the tree's config;
+    // an empty environment keeps the host's out of the guest.
+    const char* const argv[] = {"--under-init", nullptr};
+    const char* const envp[] = {nullptr};
+    Check(krun.set_exec(ctxId, "/sbin/krunbox-agent", argv, envp), "krun_set_exec");
+    Check(krun.set_workdir(ctxId, "/"), "krun_set_workdir");
     if (!c.consolePath.empty())
       Check(krun.set_console_output(ctxId, c.consolePath.c_str()), "krun_set_console_output");
+    control.Start();
     ctx.events.Send({{"event", "booting"}, {"accel", "kvm"}, {"pid", getpid()}});
     Check(krun.start_enter(ctxId), "krun_start_enter");
     throw RunnerError("VMM_FAILED", "krun_start_enter returned without running the VM");

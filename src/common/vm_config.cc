@@ -206,7 +206,7 @@ VmConfig VmConfigFromJson(const json& j) {
   }
 
   c.command = r.Strings("command");
-  if ((c.backend == "libkrun" && c.command.empty()) || (!c.command.empty() && c.command[0].empty()))
+  if (!c.command.empty() && c.command[0].empty())
     throw ConfigError("command", "must name the program to run, e.g. [\"/bin/sh\", \"-c\", \"echo hi\"]");
   c.agentSocketPath = r.String("agentSocketPath", "");
   if (!c.agentSocketPath.empty()) RequireAbsolute("agentSocketPath", c.agentSocketPath);
