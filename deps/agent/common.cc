@@ -17,17 +17,6 @@ void Log(const std::string& msg) {
   (void)!write(2, line.data(), line.size());
 }
 
-bool WriteAll(int fd, const std::string& s) {
-  size_t off = 0;
-  while (off < s.size()) {
-    ssize_t n = write(fd, s.data() + off, s.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    off += static_cast<size_t>(n);
-  }
-  return true;
-}
-
 void MkdirP(const std::string& path) {
   std::string cur;
   std::stringstream ss(path);

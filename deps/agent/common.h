@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "../../src/common/io.h"
+
 namespace agent {
 
 // The agent works in a tmpfs of its own at kWorkDir (so that it also works
@@ -21,7 +23,7 @@ struct SetupError : std::runtime_error {
 // Throws SetupError with strerror(errno) appended.
 [[noreturn]] void Fail(const std::string& what);
 void Log(const std::string& msg);
-bool WriteAll(int fd, const std::string& s);
+using krunbox::WriteAll;
 void MkdirP(const std::string& path);
 void Mount(const char* src, const std::string& target, const char* type, unsigned long flags, const char* data);
 

@@ -20,15 +20,20 @@ int VsockSocket() {
   return fd;
 }
 
+sockaddr_vm VsockAddr(uint32_t cid, uint32_t port) {
+  sockaddr_vm addr{};
+  addr.svm_family = AF_VSOCK;
+  addr.svm_cid = cid;
+  addr.svm_port = port;
+  return addr;
+}
+
 }  // namespace
 
 int VsockConnect(uint32_t port) {
   int fd = VsockSocket();
-  sockaddr_vm addr{};
-  addr.svm_family = AF_VSOCK;
-  addr.svm_cid = VMADDR_CID_HOST;
-  addr.svm_port = port;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+  const sockaddr_vm addr = VsockAddr(VMADDR_CID_HOST, port);
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
     close(fd);
     return -1;
   }
@@ -37,11 +42,8 @@ int VsockConnect(uint32_t port) {
 
 int VsockListen(uint32_t port) {
   int fd = VsockSocket();
-  sockaddr_vm addr{};
-  addr.svm_family = AF_VSOCK;
-  addr.svm_cid = VMADDR_CID_ANY;
-  addr.svm_port = port;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(fd, 16) != 0) Fail("vsock listen");
+  const sockaddr_vm addr = VsockAddr(VMADDR_CID_ANY, port);
+  if (bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 || listen(fd, 16) != 0) Fail("vsock listen");
   return fd;
 }
 

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "../../src/common/io.h"
+
 namespace krunbox {
 
 // An error the runner reports to the addon as {"event":"error","code":...}.
@@ -50,7 +52,6 @@ class Fd {
   int fd_ = -1;
 };
 
-bool WriteAll(int fd, const std::string& data);
 void SetNonBlocking(int fd);
 
 // Last `max` bytes of a file, for error messages (console, daemon logs).

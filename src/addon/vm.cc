@@ -1,5 +1,7 @@
 #include "vm.h"
 
+#include "../common/io.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -45,17 +47,6 @@ bool HighPipe(int fds[2]) {
     close(raw[i]);
   }
   return fds[0] >= 0 && fds[1] >= 0;
-}
-
-bool WriteAll(int fd, const std::string& data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = write(fd, data.data() + off, data.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    off += static_cast<size_t>(n);
-  }
-  return true;
 }
 
 }  // namespace
