@@ -1,0 +1,44 @@
+// krunbox as an ordinary user: the runner builds its share tree in a user
+// namespace, and guest root maps to that user on the host.
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { expect, it } from "vitest";
+import { packageRoot } from "../lib/runtime.js";
+import { tempDir } from "./helpers.js";
+
+const nobody = 65534;
+
+it.runIf(process.getuid?.() === 0)("runs a sandbox with a read-write volume as an unprivileged user", () => {
+  const dir = tempDir();
+  const data = path.join(dir, "data");
+  fs.mkdirSync(data);
+  fs.chownSync(dir, nobody, nobody);
+  fs.chownSync(data, nobody, nobody);
+  // A copy of the package, so the user can read it wherever this checkout is.
+  const pkg = path.join(dir, "krunbox");
+  for (const part of ["package.json", "dist", "prebuilds", "runtime", "node_modules/zod", "node_modules/node-gyp-build", "deps/debian/root/usr/bin"])
+    fs.cpSync(path.join(packageRoot, part), path.join(pkg, part), { recursive: true });
+  const script = path.join(dir, "main.mjs");
+  fs.writeFileSync(
+    script,
+    `import { Sandbox } from ${JSON.stringify(path.join(pkg, "dist/index.js"))};
+const sb = await Sandbox.create({ volumes: [${JSON.stringify(`${data}:/data`)}] });
+try {
+  const r = await sb.exec("sh", ["-c", "id -u; echo from-guest > /data/out"]);
+  process.stdout.write(r.stdout);
+} finally {
+  await sb.stop();
+}
+`,
+  );
+  const r = spawnSync("setpriv", [`--reuid=${nobody}`, `--regid=${nobody}`, "--clear-groups", process.execPath, script], {
+    encoding: "utf8",
+    timeout: 120_000,
+    env: { ...process.env, HOME: dir, KRUNBOX_HOME: path.join(dir, "home"), KRUNBOX_RUN_DIR: path.join(dir, "run") },
+  });
+  expect(r.stderr).toBe("");
+  expect(r.stdout).toBe("0\n");
+  expect(fs.readFileSync(path.join(data, "out"), "utf8")).toBe("from-guest\n");
+  expect(fs.statSync(path.join(data, "out")).uid).toBe(nobody); // guest root is the user, not host root
+});
