@@ -22,6 +22,11 @@ export const sandboxOptionsSchema = z
     accel: z.enum(["auto", "kvm", "tcg"]).default("auto"),
     bootTimeoutMs: z.number().int().min(1000).max(3_600_000).default(60_000),
     libkrunPath: z.string().optional(),
+    /** The root: omitted for the default image, or a local root folder. */
+    image: z
+      .object({ dir: z.string().min(1) })
+      .strict()
+      .optional(),
     /** Checked entry by entry by resolveVolumes (lib/volumes.ts). */
     volumes: z.array(z.any()).max(64).default([]),
   })

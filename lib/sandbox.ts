@@ -4,7 +4,14 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
-import { KrunboxError, SandboxCrashedError, SandboxStoppedError, ExecTimeoutError, ExecFailedError } from "./errors.js";
+import {
+  ConfigError,
+  ExecFailedError,
+  ExecTimeoutError,
+  KrunboxError,
+  SandboxCrashedError,
+  SandboxStoppedError,
+} from "./errors.js";
 import {
   checkArgv,
   execOptionsSchema,
@@ -65,6 +72,10 @@ export class Sandbox extends EventEmitter {
         memoryMiB: options.memoryMiB,
         bootTimeoutMs: options.bootTimeoutMs,
         libkrunPath: options.libkrunPath,
+        // The image folder is shared read-only; the guest gets a
+        // copy-on-write root over it (overlayfs, tmpfs upper).
+        rootPath: options.image && path.resolve(options.image.dir),
+        rootReadOnly: true,
         command: [],
         agentSocketPath: this.#socketPath,
         shares: volumes.shares,
@@ -102,6 +113,11 @@ export class Sandbox extends EventEmitter {
    */
   static async create(options: SandboxOptions = {}): Promise<Sandbox> {
     const resolved = parseOptions(sandboxOptionsSchema, options, "");
+    if (resolved.image) {
+      const dir = path.resolve(resolved.image.dir);
+      if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory())
+        throw new ConfigError("image.dir", `image.dir: root folder ${dir} does not exist`);
+    }
     const sb = new Sandbox(resolved, await resolveVolumes(resolved.volumes as VolumeSpec[]));
     try {
       await sb.#vm.ready;

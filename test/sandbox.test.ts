@@ -12,6 +12,8 @@ import {
   SandboxCrashedError,
   SandboxStoppedError,
 } from "../lib/index.js";
+import path from "node:path";
+import { runtimePaths } from "../lib/runtime.js";
 import { openFds, runDirEntries, vmProcesses, waitFor } from "./helpers.js";
 
 const sandboxSockets = () => fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith("krunbox-sb-"));
@@ -156,6 +158,23 @@ describe("sandbox lifecycle", () => {
     expect(err).toBeInstanceOf(SandboxCrashedError);
     await expect(sb.closed).rejects.toBeInstanceOf(SandboxCrashedError);
     expect(sb.state).toBe("crashed");
+  });
+
+  it("runs on a local root folder, copy-on-write", async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), "krunbox-root-"));
+    fs.mkdirSync(path.join(root, "bin"));
+    fs.copyFileSync(path.join(runtimePaths().dir, "busybox"), path.join(root, "bin/busybox"));
+    fs.chmodSync(path.join(root, "bin/busybox"), 0o755);
+    fs.symlinkSync("busybox", path.join(root, "bin/sh"));
+    fs.writeFileSync(path.join(root, "marker"), "image");
+    const before = fs.readdirSync(root).sort();
+    await using sb = await Sandbox.create({ image: { dir: root } });
+    const r = await sb.exec("/bin/sh", ["-c", "/bin/busybox cat /marker; echo changed > /marker; /bin/busybox cat /marker"]);
+    expect(r.stdout).toBe("imagechanged\n");
+    await sb.stop();
+    expect(fs.readFileSync(path.join(root, "marker"), "utf8")).toBe("image");
+    expect(fs.readdirSync(root).sort()).toEqual(before);
+    await expect(Sandbox.create({ image: { dir: path.join(root, "missing") } })).rejects.toMatchObject({ field: "image.dir" });
   });
 
   it("validates create options, naming the field, and starts nothing", async () => {
