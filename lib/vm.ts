@@ -58,6 +58,8 @@ export interface VmOptions {
   workdir?: string;
   /** File that receives the guest's serial console. */
   consolePath?: string;
+  /** At most this much console output is kept (default 16 MiB); the rest is dropped. */
+  consoleLimitBytes?: number;
   bootTimeoutMs?: number;
   /** libkrun only: path of libkrun.so.1 (default: KRUNBOX_LIBKRUN or the system's). */
   libkrunPath?: string;

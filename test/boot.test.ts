@@ -50,6 +50,16 @@ describe("a command in the guest", () => {
     expect(r.signal).toBe(9);
   });
 
+  it("caps the console file however much the guest prints", async () => {
+    const r = await bootVm({
+      command: ["/bin/sh", "-c", "head -c 1048576 /dev/zero | tr '\\0' x; echo; echo done"],
+      consoleLimitBytes: 65536,
+    });
+    expect(r.exitCode).toBe(0);
+    expect(Buffer.byteLength(r.console)).toBeLessThan(65536 + 100);
+    expect(r.console).toContain("[krunbox: console output past 65536 bytes dropped]");
+  });
+
   it("never modifies the built-in root (copy-on-write)", async () => {
     const r = await bootVm({ command: ["/bin/sh", "-c", "echo scribble > /etc/passwd && rm /bin/ls && echo wrote"] });
     expect(r.exitCode).toBe(0);

@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "backend.h"
+#include "console.h"
 #include "control.h"
 #include "staging.h"
 #include "vsock_bridge.h"
@@ -104,7 +105,7 @@ class QemuBackend : public Backend {
   void KillHelpers();
 
   RunDir* dir_ = nullptr;
-  std::string treeDir_, fsSock_, vsockVhost_, vsockUds_, consolePath_;
+  std::string treeDir_, fsSock_, vsockVhost_, vsockUds_, consolePath_, consoleFifo_;
   std::vector<pid_t> helpers_;
   Fd signals_;
 };
@@ -129,7 +130,7 @@ std::vector<std::string> QemuBackend::QemuArgs(const VmConfig& c, Accel accel) c
       "-object", "memory-backend-memfd,id=mem,size=" + mem + "M,share=on",
       "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
       "-kernel", c.kernelPath, "-initrd", c.initrdPath, "-append", append,
-      "-chardev", "file,id=console,path=" + OptValue(consolePath_), "-serial", "chardev:console",
+      "-chardev", "pipe,id=console,path=" + OptValue(consoleFifo_), "-serial", "chardev:console",
       // libvhost-user rejects legacy virtio-mmio devices.
       "-global", "virtio-mmio.force-legacy=false",
       "-chardev", "socket,id=fs,path=" + OptValue(fsSock_), "-device", "vhost-user-fs-device,chardev=fs,tag=krunbox",
@@ -171,7 +172,7 @@ Attempt QemuBackend::Boot(RunContext& ctx, Accel accel, uint32_t readyTimeoutMs)
     else bridge.AddGuestToHost(p.port, p.socketPath);
   }
 
-  truncate(consolePath_.c_str(), 0);
+  ConsoleSink console(consoleFifo_, consolePath_, c.consoleLimitBytes);
   const pid_t qemu = SpawnHelper(QemuArgs(c, accel), qemuLog);
   ctx.events.Send({{"event", "booting"}, {"accel", AccelName(accel)}, {"pid", qemu}});
 
@@ -184,6 +185,7 @@ Attempt QemuBackend::Boot(RunContext& ctx, Accel accel, uint32_t readyTimeoutMs)
     if (controlOpen) fds.push_back({ctx.controlFd, POLLIN, 0});
     control.AddPollFds(fds);
     bridge.AddPollFds(fds);
+    console.AddPollFds(fds);
     int64_t next = at.ready ? -1 : readyDeadline;
     if (stopDeadline >= 0) next = next < 0 ? stopDeadline : std::min(next, stopDeadline);
     const int timeout = next < 0 ? -1 : static_cast<int>(std::max<int64_t>(0, next - NowMs()));
@@ -228,6 +230,7 @@ Attempt QemuBackend::Boot(RunContext& ctx, Accel accel, uint32_t readyTimeoutMs)
       ctx.events.Send({{"event", "ready"}});
     }
     bridge.Handle(fds);
+    console.Handle(fds);
     const int64_t now = NowMs();
     if (!at.ready && now >= readyDeadline && !at.bootTimedOut) {
       at.bootTimedOut = true;
@@ -238,6 +241,7 @@ Attempt QemuBackend::Boot(RunContext& ctx, Accel accel, uint32_t readyTimeoutMs)
       kill(qemu, SIGKILL);
     }
   }
+  console.Drain();
   // vhost-user daemons end when QEMU disconnects; make sure they did.
   KillHelpers();
   bridge.Close();
@@ -260,10 +264,7 @@ void QemuBackend::Run(RunContext& ctx) {
   vsockVhost_ = rd + "/vsock.vhost";
   vsockUds_ = rd + "/v.sock";
   consolePath_ = c.consolePath.empty() ? rd + "/console.log" : c.consolePath;
-  {
-    Fd con(open(consolePath_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    if (!con.valid()) ThrowErrno("CONFIG", "create console file " + consolePath_);
-  }
+  consoleFifo_ = rd + "/console";
   struct Cleanup {
     QemuBackend* self;
     std::string tree;

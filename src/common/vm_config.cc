@@ -220,6 +220,7 @@ VmConfig VmConfigFromJson(const json& j) {
   RequireAbsolute("workdir", c.workdir);
   c.consolePath = r.String("consolePath", "");
   if (!c.consolePath.empty()) RequireAbsolute("consolePath", c.consolePath);
+  c.consoleLimitBytes = r.Uint("consoleLimitBytes", 16u << 20, 4096, 1u << 30);
 
   c.kernelPath = r.String("kernelPath", "");
   c.initrdPath = r.String("initrdPath", "");
@@ -258,6 +259,7 @@ json VmConfigToJson(const VmConfig& c) {
       {"command", c.command},       {"env", c.env},
       {"agentSocketPath", c.agentSocketPath},
       {"workdir", c.workdir},       {"consolePath", c.consolePath},
+      {"consoleLimitBytes", c.consoleLimitBytes},
       {"kernelPath", c.kernelPath}, {"initrdPath", c.initrdPath},
       {"qemuPath", c.qemuPath},     {"virtiofsdPath", c.virtiofsdPath},
       {"vsockDaemonPath", c.vsockDaemonPath},

@@ -55,6 +55,7 @@ struct VmConfig {
   std::vector<std::string> env;      // KEY=VALUE
   std::string workdir = "/";
   std::string consolePath;           // empty: a file in the runner's run dir
+  uint32_t consoleLimitBytes = 16u << 20;  // the rest of the guest's output is dropped
   uint32_t bootTimeoutMs = 60000;    // boot -> guest agent ready
 
   // Runtime inputs, resolved by lib/ (package-relative) and checked here.
