@@ -157,14 +157,3 @@ export async function resizeDisk(dir: string, quotaMiB: number, unused: boolean)
     }
   });
 }
-
-// mountinfo: "id parent major:minor root mountpoint options ... - fstype source superopts"
-function loopDeviceOf(mountpoint: string): string | undefined {
-  for (const line of fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
-    const f = line.split(" ");
-    const dash = f.indexOf("-");
-    const point = (f[4] ?? "").replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    if (point === mountpoint && dash > 0) return f[dash + 2];
-  }
-  return undefined;
-}
