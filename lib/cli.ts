@@ -3,6 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { KrunboxError } from "./errors.js";
+import { loadNative } from "./native.js";
 import { Sandbox } from "./sandbox.js";
 import { Volume, type VolumeSpec } from "./volumes.js";
 import { accelCachePath, addonPath, defaultImage, qemuPrograms, runtimePaths } from "./runtime.js";
@@ -109,7 +110,7 @@ function doctor(): number {
       `${p.vsockDaemonPath} (${firstLine(p.vsockDaemonPath, "--version")})`,
     ].join(", ");
   });
-  check("addon", () => addonPath());
+  check("addon", () => `${addonPath()} (krunbox ${loadNative().version})`);
   check("runner", () => {
     const { runner } = runtimePaths();
     return `${runner} (${firstLine(runner, "--version")})`;

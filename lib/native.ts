@@ -9,6 +9,8 @@ export interface NativeVm {
 }
 
 export interface Native {
+  /** krunbox's version the addon was built from. */
+  version: string;
   Vm: new (runnerPath: string, config: object, onEvent: (line: string) => void) => NativeVm;
   readFileBeneath(root: string, rel: string): Buffer;
   writeFileBeneath(root: string, rel: string, data: Buffer, mode: number): void;

@@ -112,7 +112,8 @@ export function qemuPrograms(): QemuPrograms {
   if (!vsockDaemonPath)
     throw new VmmNotFoundError(
       "vhost-device-vsock not found. Run `npm run setup` (it fetches Debian's package), or install it: " +
-        "Debian sid/Ubuntu `apt-get install vhost-device-vsock`, Fedora `dnf install vhost-device-vsock`; " +
+        "Debian sid/Ubuntu `apt-get install vhost-device-vsock`, Fedora `dnf install vhost-device-vsock`, " +
+        "Arch: the AUR package vhost-device-vsock; " +
         "or set KRUNBOX_VSOCK_DAEMON.",
     );
   return { qemuPath, virtiofsdPath, vsockDaemonPath };

@@ -105,7 +105,7 @@ it("runs from a relocated runtime folder whose path contains spaces", () => {
       encoding: "utf8",
       timeout: 60_000,
     });
-    expect(doctor.stdout).toContain(`addon: ${path.join(relocated, "krunbox.node")}`);
+    expect(doctor.stdout).toContain(`addon: ${path.join(relocated, "krunbox.node")} (krunbox `);
     expect(doctor.stdout).toContain(`runner: ${path.join(relocated, "krunbox-runner")} (krunbox-runner `);
   } finally {
     fs.renameSync(path.join(installed, "runtime.moved"), path.join(installed, "runtime"));

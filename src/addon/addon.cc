@@ -5,6 +5,7 @@
 
 Napi::Object InitKrunbox(Napi::Env env, Napi::Object exports) {
   krunbox::InitBeneath(env, exports);
+  exports.Set("version", Napi::String::New(env, KRUNBOX_VERSION));
   return krunbox::Vm::Init(env, exports);
 }
 
