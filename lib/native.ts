@@ -17,6 +17,11 @@ export interface Native {
   readdirBeneath(root: string, rel: string): { name: string; type: "file" | "directory" | "symlink" | "other" }[];
   mkdirBeneath(root: string, rel: string): void;
   rmBeneath(root: string, rel: string, recursive: boolean): void;
+  /** A new file's fd, open for writing; an entry of that name is replaced, never followed. */
+  createBeneath(root: string, rel: string, mode: number): number;
+  symlinkBeneath(root: string, rel: string, target: string): void;
+  linkBeneath(root: string, rel: string, existingRel: string): void;
+  openDirBeneath(root: string, rel: string): number;
   /** A held lock's fd, or -1 when another holder conflicts. */
   flock(path: string, exclusive: boolean): number;
   unlock(fd: number): void;

@@ -24,15 +24,30 @@ export const sandboxOptionsSchema = z
     libkrunPath: z.string().optional(),
     /** The root: omitted for the default image, or a local root folder. */
     image: z
-      .object({ dir: z.string().min(1) })
-      .strict()
+      .union([
+        z.string().min(1),
+        z.object({ dir: z.string().min(1) }).strict(),
+        z
+          .object({
+            ref: z.string().min(1),
+            pullPolicy: z.enum(["if-missing", "always", "never"]).optional(),
+            credentials: z.object({ username: z.string(), password: z.string() }).strict().optional(),
+            insecure: z.boolean().optional(),
+          })
+          .strict(),
+      ])
       .optional(),
     /** Checked entry by entry by resolveVolumes (lib/volumes.ts). */
     volumes: z.array(z.any()).max(64).default([]),
   })
   .strict();
 export type SandboxOptions = Omit<z.input<typeof sandboxOptionsSchema>, "volumes"> & { volumes?: VolumeSpec[] };
-export type ResolvedSandboxOptions = z.output<typeof sandboxOptionsSchema>;
+export type ResolvedSandboxOptions = z.output<typeof sandboxOptionsSchema> & {
+  /** The root folder the image resolved to (undefined: the default image). */
+  root?: string;
+  /** The image's default user for processes. */
+  user?: string;
+};
 
 export const execOptionsSchema = z
   .object({

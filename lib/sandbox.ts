@@ -22,6 +22,7 @@ import {
   type SandboxOptions,
 } from "./options.js";
 import { SandboxProcess, type ProcessExit } from "./process.js";
+import { pullImage } from "./images.js";
 import { VirtualMachine } from "./vm.js";
 import { resolveVolumes, Volume, type ResolvedVolumes, type VolumeSpec } from "./volumes.js";
 
@@ -74,7 +75,7 @@ export class Sandbox extends EventEmitter {
         libkrunPath: options.libkrunPath,
         // The image folder is shared read-only; the guest gets a
         // copy-on-write root over it (overlayfs, tmpfs upper).
-        rootPath: options.image && path.resolve(options.image.dir),
+        rootPath: options.root,
         rootReadOnly: true,
         command: [],
         agentSocketPath: this.#socketPath,
@@ -112,11 +113,22 @@ export class Sandbox extends EventEmitter {
    * if the boot fails.
    */
   static async create(options: SandboxOptions = {}): Promise<Sandbox> {
-    const resolved = parseOptions(sandboxOptionsSchema, options, "");
-    if (resolved.image) {
-      const dir = path.resolve(resolved.image.dir);
+    const resolved: ResolvedSandboxOptions = parseOptions(sandboxOptionsSchema, options, "");
+    const image = resolved.image;
+    if (image && typeof image === "object" && "dir" in image) {
+      const dir = path.resolve(image.dir);
       if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory())
         throw new ConfigError("image.dir", `image.dir: root folder ${dir} does not exist`);
+      resolved.root = dir;
+    } else if (image) {
+      // An OCI image: its config's Env, WorkingDir and User become defaults.
+      const spec = typeof image === "string" ? { ref: image } : image;
+      const pulled = await pullImage(spec.ref, spec);
+      resolved.root = pulled.rootfs;
+      const imageEnv = Object.fromEntries(pulled.config.env.map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
+      resolved.env = { ...imageEnv, ...resolved.env };
+      if (options.workdir === undefined && pulled.config.workingDir) resolved.workdir = pulled.config.workingDir;
+      resolved.user = pulled.config.user;
     }
     const sb = new Sandbox(resolved, await resolveVolumes(resolved.volumes as VolumeSpec[]));
     try {
@@ -165,7 +177,7 @@ export class Sandbox extends EventEmitter {
         argv,
         env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
         cwd: o.cwd ?? this.#options.workdir,
-        user: o.user ?? "",
+        user: o.user ?? this.#options.user ?? "",
         timeoutMs: o.timeoutMs ?? 0,
         stdin: o.stdin !== undefined && o.stdin !== "ignore",
         signal: o.signal,

@@ -4,7 +4,8 @@
 # Idempotent: run it again at any time (`npm run setup`). `npm ci` runs it.
 #
 #   from bookworm (apt-get install): qemu-system-x86 (QEMU + the C virtiofsd),
-#       busybox-static, cpio, nlohmann-json3-dev
+#       busybox-static, cpio, kmod, nlohmann-json3-dev, skopeo (tests)
+#   from bookworm (apt-get download + dpkg -x): docker-registry (tests)
 #   from bookworm (apt-get download + dpkg -x): linux-image-*-cloud-amd64
 #   from sid (apt-get download + dpkg -x): vhost-device-vsock
 # Downloads land in deps/debian/ (git-ignored); nothing from testing or
@@ -64,7 +65,8 @@ fi
 
 # --- system packages from Debian 12
 NEED=()
-for pkg in qemu-system-x86 busybox-static cpio kmod nlohmann-json3-dev; do
+# skopeo only serves the image tests (it pushes test images to a registry).
+for pkg in qemu-system-x86 busybox-static cpio kmod nlohmann-json3-dev skopeo; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || NEED+=("$pkg")
 done
 if [ ${#NEED[@]} -gt 0 ]; then
@@ -104,6 +106,10 @@ echo "${KPKG#linux-image-}" > "$DEB/kernel-release"
 fetch vhost-device-vsock sid
 "$DEB/root/usr/bin/vhost-device-vsock" --version >/dev/null \
   || die "vhost-device-vsock from sid does not run on this host (needs glibc >= 2.34)"
+
+# The image tests' registry; unpacked rather than installed, so that no
+# registry service starts on the host.
+fetch docker-registry
 
 # --- build
 say "building the addon, runner, agent and libkrun test double (prebuildify + cmake-js)"

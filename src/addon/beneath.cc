@@ -207,6 +207,77 @@ Napi::Value Rm(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// The folder that holds `rel`, resolved beneath the root, and the entry's
+// name in it; an existing non-folder entry of that name is removed first
+// (a tar entry replaces what was there, and is never written through it).
+int OpenParentReplacing(Napi::Env env, const Args& a, std::string& name) {
+  ScopedFd root(OpenRoot(a.root));
+  if (root.get() < 0) throw ErrnoError(env, "open " + a.root, errno);
+  std::string parent;
+  SplitLast(a.rel, parent, name);
+  const int dir = OpenBeneath(root.get(), parent, O_PATH | O_DIRECTORY, 0);
+  if (dir < 0) throw ErrnoError(env, "open " + parent, errno);
+  struct stat st;
+  if (fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode)) unlinkat(dir, name.c_str(), 0);
+  return dir;
+}
+
+// createBeneath(root, rel, mode) -> fd open for writing a new file.
+Napi::Value Create(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Args a;
+  if (!GetArgs(info, a)) return env.Undefined();
+  const uint32_t mode = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 0644;
+  std::string name;
+  ScopedFd dir(OpenParentReplacing(env, a, name));
+  const int fd = openat(dir.get(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode & 07777);
+  if (fd < 0) throw ErrnoError(env, "create " + a.rel, errno);
+  return Napi::Number::New(env, fd);
+}
+
+// symlinkBeneath(root, rel, target): the link's text is never followed here.
+Napi::Value Symlink(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Args a;
+  if (!GetArgs(info, a)) return env.Undefined();
+  const std::string target = info[2].As<Napi::String>();
+  std::string name;
+  ScopedFd dir(OpenParentReplacing(env, a, name));
+  if (symlinkat(target.c_str(), dir.get(), name.c_str()) != 0) throw ErrnoError(env, "symlink " + a.rel, errno);
+  return env.Undefined();
+}
+
+// linkBeneath(root, rel, existingRel): a hard link to an entry beneath the root.
+Napi::Value Link(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Args a;
+  if (!GetArgs(info, a)) return env.Undefined();
+  const std::string existing = info[2].As<Napi::String>();
+  ScopedFd root(OpenRoot(a.root));
+  if (root.get() < 0) throw ErrnoError(env, "open " + a.root, errno);
+  ScopedFd src(OpenBeneath(root.get(), existing, O_PATH | O_NOFOLLOW, 0));
+  if (src.get() < 0) throw ErrnoError(env, "open " + existing, errno);
+  std::string name;
+  ScopedFd dir(OpenParentReplacing(env, a, name));
+  // Through /proc: linkat's AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH.
+  const std::string proc = "/proc/self/fd/" + std::to_string(src.get());
+  if (linkat(AT_FDCWD, proc.c_str(), dir.get(), name.c_str(), AT_SYMLINK_FOLLOW) != 0)
+    throw ErrnoError(env, "link " + a.rel, errno);
+  return env.Undefined();
+}
+
+// openDirBeneath(root, rel) -> fd of a folder beneath the root (for fchmod/fchown).
+Napi::Value OpenDir(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Args a;
+  if (!GetArgs(info, a)) return env.Undefined();
+  ScopedFd root(OpenRoot(a.root));
+  if (root.get() < 0) throw ErrnoError(env, "open " + a.root, errno);
+  const int fd = OpenBeneath(root.get(), a.rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
+  if (fd < 0) throw ErrnoError(env, "open " + a.rel, errno);
+  return Napi::Number::New(env, fd);
+}
+
 // flock(path, exclusive) -> fd, or -1 if another holder conflicts.
 Napi::Value Flock(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -237,6 +308,10 @@ void InitBeneath(Napi::Env env, Napi::Object exports) {
   exports.Set("readdirBeneath", Napi::Function::New(env, Readdir));
   exports.Set("mkdirBeneath", Napi::Function::New(env, Mkdir));
   exports.Set("rmBeneath", Napi::Function::New(env, Rm));
+  exports.Set("createBeneath", Napi::Function::New(env, Create));
+  exports.Set("symlinkBeneath", Napi::Function::New(env, Symlink));
+  exports.Set("linkBeneath", Napi::Function::New(env, Link));
+  exports.Set("openDirBeneath", Napi::Function::New(env, OpenDir));
   exports.Set("flock", Napi::Function::New(env, Flock));
   exports.Set("unlock", Napi::Function::New(env, Unlock));
 }

@@ -1,0 +1,142 @@
+// OCI images pulled from registries into a content-addressed cache:
+//   ~/.krunbox/images/blobs/sha256/<hex>      verified blobs (layers, configs)
+//   ~/.krunbox/images/oci/<manifest hex>/     image.json + rootfs/ (layers applied)
+//   ~/.krunbox/images/refs/<sha256 of ref>    the manifest digest a reference last had
+// Everything is assembled aside and renamed into place, so concurrent pulls
+// of one image never see (or leave) half of it.
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { KrunboxError } from "./errors.js";
+import { parseReference } from "./oci/reference.js";
+import { Registry, sha256, type Credentials, type Descriptor } from "./oci/registry.js";
+import { applyLayer } from "./oci/unpack.js";
+import { krunboxHome } from "./runtime.js";
+
+export class ImageNotFoundError extends KrunboxError {
+  constructor(ref: string) {
+    super("ERR_KRUNBOX_IMAGE_NOT_FOUND", `image ${ref} is not in the cache and pullPolicy is "never"; pull it first`);
+  }
+}
+
+export interface ImageConfig {
+  env: string[];
+  workingDir: string | undefined;
+  user: string | undefined;
+  entrypoint: string[];
+  cmd: string[];
+}
+
+export interface PulledImage {
+  reference: string;
+  digest: string;
+  rootfs: string;
+  config: ImageConfig;
+}
+
+export interface PullProgress {
+  layer: string;
+  index: number;
+  count: number;
+  bytesDone: number;
+  bytesTotal: number;
+}
+
+export interface PullOptions {
+  pullPolicy?: "if-missing" | "always" | "never";
+  credentials?: Credentials;
+  insecure?: boolean;
+  onProgress?: (p: PullProgress) => void;
+}
+
+const dirs = () => {
+  const base = path.join(krunboxHome(), "images");
+  return { base, blobs: path.join(base, "blobs/sha256"), oci: path.join(base, "oci"), refs: path.join(base, "refs") };
+};
+const hex = (digest: string) => digest.slice("sha256:".length);
+const refFile = (canonical: string) => path.join(dirs().refs, crypto.createHash("sha256").update(canonical).digest("hex"));
+
+function readImage(digest: string): PulledImage | undefined {
+  const dir = path.join(dirs().oci, hex(digest));
+  try {
+    return JSON.parse(fs.readFileSync(path.join(dir, "image.json"), "utf8")) as PulledImage;
+  } catch {
+    return undefined;
+  }
+}
+
+function writeAtomically(file: string, text: string) {
+  const tmp = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString("hex")}`;
+  fs.writeFileSync(tmp, text);
+  fs.renameSync(tmp, file);
+}
+
+/** Pulls `reference` (pull policy "if-missing" by default) and returns the cached image. */
+export async function pullImage(reference: string, options: PullOptions = {}): Promise<PulledImage> {
+  const ref = parseReference(reference);
+  const d = dirs();
+  for (const dir of [d.blobs, d.oci, d.refs]) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const policy = options.pullPolicy ?? "if-missing";
+  if (policy !== "always") {
+    const known = ref.digest ?? (fs.existsSync(refFile(ref.canonical)) ? fs.readFileSync(refFile(ref.canonical), "utf8").trim() : undefined);
+    const cached = known && readImage(known);
+    if (cached) return cached;
+    if (policy === "never") throw new ImageNotFoundError(ref.canonical);
+  }
+
+  const registry = new Registry(ref, options);
+  const manifest = await registry.manifest();
+  let image = readImage(manifest.digest);
+  if (!image) {
+    const blob = async (desc: Descriptor, index: number, count: number) => {
+      const file = path.join(d.blobs, hex(desc.digest));
+      if (!fs.existsSync(file))
+        await registry.blob(desc, file, (bytesDone) =>
+          options.onProgress?.({ layer: desc.digest, index, count, bytesDone, bytesTotal: desc.size }),
+        );
+      options.onProgress?.({ layer: desc.digest, index, count, bytesDone: desc.size, bytesTotal: desc.size });
+      return file;
+    };
+    const configFile = await blob(manifest.config, -1, manifest.layers.length);
+    const raw = fs.readFileSync(configFile);
+    if (sha256(raw) !== manifest.config.digest) throw new KrunboxError("ERR_KRUNBOX_DIGEST_MISMATCH", "cached config blob is corrupt");
+    const c = ((JSON.parse(raw.toString("utf8")) as { config?: Record<string, unknown> }).config ?? {}) as {
+      Env?: string[];
+      WorkingDir?: string;
+      User?: string;
+      Entrypoint?: string[];
+      Cmd?: string[];
+    };
+    const config: ImageConfig = {
+      env: c.Env ?? [],
+      workingDir: c.WorkingDir || undefined,
+      user: c.User || undefined,
+      entrypoint: c.Entrypoint ?? [],
+      cmd: c.Cmd ?? [],
+    };
+    const final = path.join(d.oci, hex(manifest.digest));
+    const tmp = fs.mkdtempSync(`${final}.tmp-`);
+    try {
+      const rootfs = path.join(tmp, "rootfs");
+      fs.mkdirSync(rootfs, { mode: 0o755 });
+      for (const [i, layer] of manifest.layers.entries()) {
+        const file = await blob(layer, i, manifest.layers.length);
+        if (/zstd/.test(layer.mediaType))
+          throw new KrunboxError("ERR_KRUNBOX_NOT_SUPPORTED", `${ref.canonical}: zstd-compressed layers are not supported yet`);
+        await applyLayer(rootfs, file, /gzip/.test(layer.mediaType));
+      }
+      image = { reference: ref.canonical, digest: manifest.digest, rootfs: path.join(final, "rootfs"), config };
+      fs.writeFileSync(path.join(tmp, "image.json"), JSON.stringify(image, null, 2) + "\n");
+      try {
+        fs.renameSync(tmp, final);
+      } catch (err) {
+        // Another process finished the same image first: use theirs.
+        if (!readImage(manifest.digest)) throw err;
+      }
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  }
+  if (!ref.digest) writeAtomically(refFile(ref.canonical), manifest.digest + "\n");
+  return readImage(manifest.digest) ?? image;
+}

@@ -1,0 +1,118 @@
+// OCI images from a real registry on 127.0.0.1 (Debian's docker-registry),
+// pushed by skopeo from layouts built with GNU tar from real folders.
+import { execFileSync } from "node:child_process";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { DigestMismatchError, ImageNotFoundError, pullImage, Sandbox, UnsafeLayerError, type PullProgress } from "../lib/index.js";
+import { runtimePaths } from "../lib/runtime.js";
+import { tempDir } from "./helpers.js";
+import { buildLayout, push, startRegistry, type LayerSpec, type TestRegistry } from "./registry.js";
+
+let registry: TestRegistry;
+beforeAll(async () => {
+  registry = await startRegistry();
+});
+afterAll(() => registry?.stop());
+
+const imagesDir = () => path.join(process.env.KRUNBOX_HOME!, "images");
+const cachedImages = () => (fs.existsSync(path.join(imagesDir(), "oci")) ? fs.readdirSync(path.join(imagesDir(), "oci")) : []);
+
+const base: LayerSpec = {
+  fill(dir) {
+    fs.mkdirSync(path.join(dir, "bin"));
+    fs.copyFileSync(path.join(runtimePaths().dir, "busybox"), path.join(dir, "bin/busybox"));
+    fs.chmodSync(path.join(dir, "bin/busybox"), 0o755);
+    for (const applet of ["sh", "ls", "cat", "pwd"]) fs.symlinkSync("busybox", path.join(dir, "bin", applet));
+    fs.writeFileSync(path.join(dir, "keep"), "kept\n");
+    fs.writeFileSync(path.join(dir, "gone"), "deleted by layer 2\n");
+    fs.mkdirSync(path.join(dir, "opq"));
+    fs.writeFileSync(path.join(dir, "opq/lower"), "hidden by layer 2\n");
+    fs.linkSync(path.join(dir, "keep"), path.join(dir, "keep-hardlink"));
+  },
+};
+const top: LayerSpec = {
+  fill(dir) {
+    fs.writeFileSync(path.join(dir, ".wh.gone"), "");
+    fs.mkdirSync(path.join(dir, "opq"));
+    fs.writeFileSync(path.join(dir, "opq/.wh..wh..opq"), "");
+    fs.writeFileSync(path.join(dir, "opq/upper"), "from layer 2\n");
+  },
+};
+
+it("pulls a multi-layer image with whiteouts and runs a sandbox in it", async () => {
+  const { layout } = buildLayout([base, top], { Env: ["FROM_IMAGE=yes", "PATH=/bin"], WorkingDir: "/opq" });
+  push(layout, `${registry.host}/team/app:1`);
+  const progress: PullProgress[] = [];
+  const image = await pullImage(`${registry.host}/team/app:1`, { onProgress: (p) => progress.push(p) });
+  expect(progress.filter((p) => p.index >= 0 && p.bytesDone === p.bytesTotal).map((p) => p.index)).toEqual(expect.arrayContaining([0, 1]));
+  expect(fs.readdirSync(image.rootfs).sort()).toEqual(["bin", "keep", "keep-hardlink", "opq"]);
+
+  await using sb = await Sandbox.create({ image: `${registry.host}/team/app:1` });
+  const r = await sb.exec("sh", ["-c", "pwd; echo $FROM_IMAGE; ls /opq; cat /keep /keep-hardlink; ls /gone 2>&1 || true"]);
+  expect(r.stdout).toMatch(/^\/opq\nyes\nupper\nkept\nkept\n.*No such file/s);
+  // Cached: a second sandbox does not pull again.
+  const again = await pullImage(`${registry.host}/team/app:1`, { pullPolicy: "never" });
+  expect(again.digest).toBe(image.digest);
+});
+
+it("picks linux/amd64 from an index with several platforms", async () => {
+  const { layout, manifests } = buildLayout([base], {}, ["arm64", "amd64"]);
+  push(layout, `${registry.host}/team/multi:1`);
+  const image = await pullImage(`${registry.host}/team/multi:1`);
+  expect(image.digest).toBe(manifests.amd64);
+});
+
+it("fails cleanly on a corrupted blob and caches nothing", async () => {
+  const { layout } = buildLayout([{ fill: (d) => fs.writeFileSync(path.join(d, "f"), crypto.randomBytes(64 * 1024)) }], {});
+  push(layout, `${registry.host}/team/corrupt:1`);
+  // Flip bytes in the registry's copy of the layer.
+  const index = JSON.parse(fs.readFileSync(path.join(layout, "index.json"), "utf8"));
+  const manifest = JSON.parse(fs.readFileSync(path.join(layout, "blobs/sha256", index.manifests[0].digest.slice(7)), "utf8"));
+  const hex = manifest.layers[0].digest.slice(7);
+  const blob = path.join(registry.storage, "docker/registry/v2/blobs/sha256", hex.slice(0, 2), hex, "data");
+  const data = fs.readFileSync(blob);
+  data[data.length - 10] ^= 0xff;
+  fs.writeFileSync(blob, data);
+  const before = cachedImages();
+  await expect(pullImage(`${registry.host}/team/corrupt:1`)).rejects.toBeInstanceOf(DigestMismatchError);
+  expect(cachedImages()).toEqual(before);
+  expect(fs.readdirSync(path.join(imagesDir(), "blobs/sha256")).filter((f) => f.includes(".part"))).toEqual([]);
+});
+
+it("refuses a layer whose tar climbs out with ../", async () => {
+  const outside = tempDir();
+  const { layout } = buildLayout([{ fill: (d) => fs.writeFileSync(path.join(d, "ok"), "x") }], {});
+  // Replace the layer with one holding "../escaped" (GNU tar keeps it with -P).
+  const work = path.join(outside, "a/b");
+  fs.mkdirSync(work, { recursive: true });
+  fs.writeFileSync(path.join(outside, "a/escaped"), "evil");
+  const tar = execFileSync("tar", ["-C", work, "-P", "-cf", "-", "../escaped"]);
+  expect(tar.includes(Buffer.from("../escaped"))).toBe(true);
+  const gz = execFileSync("gzip", ["-n", "-c"], { input: tar });
+  retargetLayer(layout, gz);
+  push(layout, `${registry.host}/team/evil:1`);
+  const before = cachedImages();
+  await expect(pullImage(`${registry.host}/team/evil:1`)).rejects.toBeInstanceOf(UnsafeLayerError);
+  expect(cachedImages()).toEqual(before);
+  expect(fs.existsSync(path.join(imagesDir(), "escaped"))).toBe(false);
+});
+
+it("pull policy never: an image not in the cache is an error", async () => {
+  await expect(pullImage(`${registry.host}/team/absent:1`, { pullPolicy: "never" })).rejects.toBeInstanceOf(ImageNotFoundError);
+});
+
+// Swaps the only layer of a one-image layout for `gz`, fixing the digests.
+function retargetLayer(layout: string, gz: Buffer) {
+  const digest = (b: Buffer) => `sha256:${crypto.createHash("sha256").update(b).digest("hex")}`;
+  const blobs = path.join(layout, "blobs/sha256");
+  const index = JSON.parse(fs.readFileSync(path.join(layout, "index.json"), "utf8"));
+  const manifest = JSON.parse(fs.readFileSync(path.join(blobs, index.manifests[0].digest.slice(7)), "utf8"));
+  fs.writeFileSync(path.join(blobs, digest(gz).slice(7)), gz);
+  manifest.layers[0] = { ...manifest.layers[0], digest: digest(gz), size: gz.length };
+  const m = Buffer.from(JSON.stringify(manifest));
+  fs.writeFileSync(path.join(blobs, digest(m).slice(7)), m);
+  index.manifests[0] = { ...index.manifests[0], digest: digest(m), size: m.length };
+  fs.writeFileSync(path.join(layout, "index.json"), JSON.stringify(index));
+}
