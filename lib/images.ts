@@ -121,9 +121,7 @@ export async function pullImage(reference: string, options: PullOptions = {}): P
       fs.mkdirSync(rootfs, { mode: 0o755 });
       for (const [i, layer] of manifest.layers.entries()) {
         const file = await blob(layer, i, manifest.layers.length);
-        if (/zstd/.test(layer.mediaType))
-          throw new KrunboxError("ERR_KRUNBOX_NOT_SUPPORTED", `${ref.canonical}: zstd-compressed layers are not supported yet`);
-        await applyLayer(rootfs, file, /gzip/.test(layer.mediaType));
+        await applyLayer(rootfs, file, /zstd/.test(layer.mediaType) ? "zstd" : /gzip/.test(layer.mediaType) ? "gzip" : "none");
       }
       image = { reference: ref.canonical, digest: manifest.digest, rootfs: path.join(final, "rootfs"), config };
       fs.writeFileSync(path.join(tmp, "image.json"), JSON.stringify(image, null, 2) + "\n");

@@ -65,8 +65,8 @@ fi
 
 # --- system packages from Debian 12
 NEED=()
-# skopeo only serves the image tests (it pushes test images to a registry).
-for pkg in qemu-system-x86 busybox-static cpio kmod nlohmann-json3-dev skopeo; do
+# skopeo and zstd only serve the image tests (they build and push test images).
+for pkg in qemu-system-x86 busybox-static cpio kmod nlohmann-json3-dev skopeo zstd; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || NEED+=("$pkg")
 done
 if [ ${#NEED[@]} -gt 0 ]; then

@@ -1,6 +1,6 @@
 // OCI images from a real registry on 127.0.0.1 (Debian's docker-registry),
 // pushed by skopeo from layouts built with GNU tar from real folders.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
@@ -62,6 +62,34 @@ it("picks linux/amd64 from an index with several platforms", async () => {
   push(layout, `${registry.host}/team/multi:1`);
   const image = await pullImage(`${registry.host}/team/multi:1`);
   expect(image.digest).toBe(manifests.amd64);
+});
+
+it("unpacks zstd layers", async () => {
+  const { layout } = buildLayout([base, top], {}, ["amd64"], "zstd");
+  push(layout, `${registry.host}/team/zstd:1`);
+  const image = await pullImage(`${registry.host}/team/zstd:1`);
+  expect(fs.readdirSync(image.rootfs).sort()).toEqual(["bin", "keep", "keep-hardlink", "opq"]);
+  expect(fs.readdirSync(path.join(image.rootfs, "opq"))).toEqual(["upper"]);
+});
+
+it("survives two processes pulling the same image at once", async () => {
+  const { layout } = buildLayout([base], {});
+  push(layout, `${registry.host}/team/race:1`);
+  const script = `import { pullImage } from ${JSON.stringify(path.resolve("dist/index.js"))};
+const i = await pullImage(${JSON.stringify(`${registry.host}/team/race:1`)}); console.log(i.digest);`;
+  const run = () =>
+    new Promise<string>((resolve) => {
+      const p = spawn(process.execPath, ["--input-type=module", "-e", script], { env: process.env });
+      let out = "";
+      p.stdout.on("data", (d) => (out += d));
+      p.on("close", () => resolve(out.trim()));
+    });
+  const [a, b] = await Promise.all([run(), run()]);
+  expect(a).toMatch(/^sha256:/);
+  expect(b).toBe(a);
+  const image = await pullImage(`${registry.host}/team/race:1`, { pullPolicy: "never" });
+  expect(fs.readFileSync(path.join(image.rootfs, "keep"), "utf8")).toBe("kept\n");
+  expect(fs.readdirSync(path.join(imagesDir(), "oci")).filter((d) => d.includes(".tmp"))).toEqual([]);
 });
 
 it("fails cleanly on a corrupted blob and caches nothing", async () => {

@@ -64,6 +64,7 @@ export function buildLayout(
   layers: LayerSpec[],
   config: { Env?: string[]; WorkingDir?: string },
   platforms: string[] = ["amd64"],
+  compression: "gzip" | "zstd" = "gzip",
   tag = "1",
 ): { layout: string; manifests: Record<string, string> } {
   const layout = tempDir("krunbox-layout-");
@@ -78,7 +79,7 @@ export function buildLayout(
     const dir = tempDir("krunbox-layer-");
     layer.fill(dir);
     const tar = execFileSync("tar", ["-C", dir, "--owner=0", "--group=0", "--numeric-owner", "-cf", "-", "."], { maxBuffer: 256 << 20 });
-    const gz = execFileSync("gzip", ["-n", "-c"], { input: tar, maxBuffer: 256 << 20 });
+    const gz = execFileSync(compression, compression === "gzip" ? ["-n", "-c"] : ["-q", "-c"], { input: tar, maxBuffer: 256 << 20 });
     return { diffId: digestOf(tar), ...put(gz) };
   });
   const manifests: Record<string, string> = {};
@@ -99,7 +100,7 @@ export function buildLayout(
           schemaVersion: 2,
           mediaType: "application/vnd.oci.image.manifest.v1+json",
           config: { mediaType: "application/vnd.oci.image.config.v1+json", ...cfg },
-          layers: layerDescs.map((l) => ({ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: l.digest, size: l.size })),
+          layers: layerDescs.map((l) => ({ mediaType: `application/vnd.oci.image.layer.v1.tar+${compression}`, digest: l.digest, size: l.size })),
         }),
       ),
     );

@@ -6,7 +6,9 @@
 // so a symlink made by an earlier entry can never redirect a later one.
 import fs from "node:fs";
 import path from "node:path";
+import { Transform } from "node:stream";
 import zlib from "node:zlib";
+import { Decompress } from "fzstd";
 import { KrunboxError } from "../errors.js";
 import { loadNative } from "../native.js";
 
@@ -57,8 +59,35 @@ interface Entry {
   gid: number;
 }
 
+export type Compression = "gzip" | "zstd" | "none";
+
+// Node 20 has no zstd; fzstd is a small pure-JS decoder.
+function zstdDecompressor(): Transform {
+  const decoder = new Decompress();
+  const t = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      try {
+        decoder.push(chunk);
+        done();
+      } catch (err) {
+        done(new UnsafeLayerError(`bad zstd data: ${(err as Error).message}`));
+      }
+    },
+    flush(done) {
+      try {
+        decoder.push(new Uint8Array(0), true);
+        done();
+      } catch (err) {
+        done(new UnsafeLayerError(`bad zstd data: ${(err as Error).message}`));
+      }
+    },
+  });
+  decoder.ondata = (data) => void t.push(Buffer.from(data));
+  return t;
+}
+
 /** Applies one layer onto `root`; returns how many device/FIFO entries it skipped. */
-export async function applyLayer(root: string, file: string, compressed: boolean): Promise<{ skipped: number }> {
+export async function applyLayer(root: string, file: string, compression: Compression): Promise<{ skipped: number }> {
   const native = loadNative();
   const asRoot = process.getuid?.() === 0;
   // What this layer wrote: its own opaque markers must not hide it.
@@ -130,7 +159,7 @@ export async function applyLayer(root: string, file: string, compressed: boolean
   let ended = false;
   let buf: Buffer = Buffer.alloc(0);
   const input = fs.createReadStream(file);
-  const stream = compressed ? input.pipe(zlib.createGunzip()) : input;
+  const stream = compression === "gzip" ? input.pipe(zlib.createGunzip()) : compression === "zstd" ? input.pipe(zstdDecompressor()) : input;
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
