@@ -65,8 +65,8 @@ fi
 
 # --- system packages from Debian 12
 NEED=()
-# skopeo and zstd only serve the image tests (they build and push test images).
-for pkg in qemu-system-x86 busybox-static cpio kmod nlohmann-json3-dev skopeo zstd; do
+# skopeo, zstd and apache2-utils (htpasswd) only serve the image tests.
+for pkg in qemu-system-x86 busybox-static cpio kmod nlohmann-json3-dev skopeo zstd apache2-utils; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || NEED+=("$pkg")
 done
 if [ ${#NEED[@]} -gt 0 ]; then

@@ -92,6 +92,32 @@ const i = await pullImage(${JSON.stringify(`${registry.host}/team/race:1`)}); co
   expect(fs.readdirSync(path.join(imagesDir(), "oci")).filter((d) => d.includes(".tmp"))).toEqual([]);
 });
 
+it("pulls from a registry that requires credentials, given directly or in ~/.docker/config.json", async () => {
+  const creds = { username: "alice", password: "s3cret" };
+  const secured = await startRegistry(creds);
+  try {
+    const { layout } = buildLayout([base], {});
+    push(layout, `${secured.host}/team/private:1`, creds);
+    const ref = `${secured.host}/team/private:1`;
+    await expect(pullImage(ref, { pullPolicy: "always" })).rejects.toThrow(/needs credentials/);
+    await expect(pullImage(ref, { pullPolicy: "always", credentials: { ...creds, password: "wrong" } })).rejects.toThrow(/401/);
+    expect((await pullImage(ref, { pullPolicy: "always", credentials: creds })).digest).toMatch(/^sha256:/);
+    const dockerConfig = tempDir();
+    fs.writeFileSync(
+      path.join(dockerConfig, "config.json"),
+      JSON.stringify({ auths: { [secured.host]: { auth: Buffer.from("alice:s3cret").toString("base64") } } }),
+    );
+    process.env.DOCKER_CONFIG = dockerConfig;
+    try {
+      expect((await pullImage(ref, { pullPolicy: "always" })).digest).toMatch(/^sha256:/);
+    } finally {
+      delete process.env.DOCKER_CONFIG;
+    }
+  } finally {
+    await secured.stop();
+  }
+});
+
 it("fails cleanly on a corrupted blob and caches nothing", async () => {
   const { layout } = buildLayout([{ fill: (d) => fs.writeFileSync(path.join(d, "f"), crypto.randomBytes(64 * 1024)) }], {});
   push(layout, `${registry.host}/team/corrupt:1`);

@@ -23,13 +23,19 @@ async function freePort(): Promise<number> {
   });
 }
 
-export async function startRegistry(): Promise<TestRegistry> {
+/** A registry; with `auth`, it requires those credentials (htpasswd, bcrypt). */
+export async function startRegistry(auth?: { username: string; password: string }): Promise<TestRegistry> {
   const dir = tempDir("krunbox-registry-");
   const port = await freePort();
   const storage = path.join(dir, "data");
+  let authConfig = "";
+  if (auth) {
+    fs.writeFileSync(path.join(dir, "htpasswd"), execFileSync("htpasswd", ["-Bbn", auth.username, auth.password]));
+    authConfig = `auth:\n  htpasswd:\n    realm: krunbox-test\n    path: ${path.join(dir, "htpasswd")}\n`;
+  }
   fs.writeFileSync(
     path.join(dir, "config.yml"),
-    `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${storage}\nhttp:\n  addr: 127.0.0.1:${port}\n`,
+    `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${storage}\nhttp:\n  addr: 127.0.0.1:${port}\n${authConfig}`,
   );
   // setup.sh unpacks Debian's docker-registry into deps/debian.
   const unpacked = path.join(packageRoot, "deps/debian/root/usr/bin/docker-registry");
@@ -38,7 +44,7 @@ export async function startRegistry(): Promise<TestRegistry> {
   const host = `127.0.0.1:${port}`;
   let up = false;
   await waitFor("the registry", () => {
-    if (!up) fetch(`http://${host}/v2/`).then((r) => (up = r.ok), () => {});
+    if (!up) fetch(`http://${host}/v2/`).then((r) => (up = r.ok || r.status === 401), () => {});
     return up || undefined;
   }, 15_000);
   return {
@@ -125,8 +131,9 @@ export function buildLayout(
   return { layout, manifests };
 }
 
-export function push(layout: string, target: string, tag = "1"): void {
-  execFileSync("skopeo", ["copy", "--all", "--quiet", "--dest-tls-verify=false", `oci:${layout}:${tag}`, `docker://${target}`], {
+export function push(layout: string, target: string, creds?: { username: string; password: string }, tag = "1"): void {
+  const auth = creds ? ["--dest-creds", `${creds.username}:${creds.password}`] : [];
+  execFileSync("skopeo", ["copy", "--all", "--quiet", "--dest-tls-verify=false", ...auth, `oci:${layout}:${tag}`, `docker://${target}`], {
     stdio: ["ignore", "ignore", "inherit"],
   });
 }
