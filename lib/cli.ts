@@ -3,6 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { KrunboxError } from "./errors.js";
+import { ImageNotFoundError, listImages, pruneImages, pullImage, removeImage, type PullProgress } from "./images.js";
 import { loadNative } from "./native.js";
 import { Sandbox } from "./sandbox.js";
 import { Volume, type VolumeSpec } from "./volumes.js";
@@ -10,8 +11,12 @@ import { accelCachePath, addonPath, defaultImage, qemuPrograms, runtimePaths } f
 import { execFileSync } from "node:child_process";
 
 const usage = `usage:
-  krunbox run [--cpus N] [--memory MiB] [-e KEY=VALUE]... [-w DIR] [-u USER]
+  krunbox run [--image REF] [--cpus N] [--memory MiB] [-e KEY=VALUE]... [-w DIR] [-u USER]
               [-v SRC:DST[:ro]]... [--tmpfs DST[:MiB]]... -- CMD [ARGS...]
+  krunbox image pull [--always] [--insecure] REF...
+  krunbox image ls
+  krunbox image rm REF...
+  krunbox image prune
   krunbox volume create NAME [--quota MiB] [--label KEY=VALUE]...
   krunbox volume ls
   krunbox volume inspect NAME
@@ -40,6 +45,7 @@ async function run(argv: string[]): Promise<number> {
       user: { type: "string", short: "u" },
       volume: { type: "string", short: "v", multiple: true },
       tmpfs: { type: "string", multiple: true },
+      image: { type: "string" },
     },
     allowPositionals: true,
   });
@@ -53,7 +59,9 @@ async function run(argv: string[]): Promise<number> {
     const [target, size] = t.split(":");
     return { type: "tmpfs", target, sizeMiB: size === undefined ? undefined : Number(size) };
   });
+  if (values.image) await pullImage(values.image, { onProgress: progressBar(values.image) });
   const sb = await Sandbox.create({
+    image: values.image,
     volumes: [...(values.volume ?? []), ...tmpfs],
     cpus: values.cpus === undefined ? undefined : Number(values.cpus),
     memoryMiB: values.memory === undefined ? undefined : Number(values.memory),
@@ -164,10 +172,56 @@ async function volume(argv: string[]): Promise<number> {
   }
 }
 
+// A bar per layer on a terminal, redrawn in place; silent otherwise.
+function progressBar(ref: string): ((p: PullProgress) => void) | undefined {
+  if (!process.stderr.isTTY) return undefined;
+  const bars = new Map<string, string>();
+  let drawn = 0;
+  return (p) => {
+    if (p.index < 0) return; // the image config
+    const width = 30;
+    const filled = p.bytesTotal ? Math.min(width, Math.round((p.bytesDone / p.bytesTotal) * width)) : width;
+    const mib = (n: number) => (n / 1048576).toFixed(1);
+    bars.set(p.layer, `${p.layer.slice(7, 19)} [${"#".repeat(filled)}${" ".repeat(width - filled)}] ${mib(p.bytesDone)}/${mib(p.bytesTotal)} MiB`);
+    const lines = [`pulling ${ref} (${p.count} layers)`, ...bars.values()];
+    process.stderr.write((drawn ? `\x1b[${drawn}A` : "") + lines.map((l) => `${l}\x1b[K\n`).join(""));
+    drawn = lines.length;
+  };
+}
+
+async function image(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv.slice(1),
+    options: { always: { type: "boolean" }, insecure: { type: "boolean" } },
+    allowPositionals: true,
+  });
+  switch (argv[0]) {
+    case "pull":
+      for (const ref of positionals) {
+        const img = await pullImage(ref, { pullPolicy: values.always ? "always" : "if-missing", insecure: values.insecure, onProgress: progressBar(ref) });
+        console.log(`${img.reference} ${img.digest}`);
+      }
+      return positionals.length ? 0 : 2;
+    case "ls":
+      for (const img of listImages()) console.log(`${img.reference}\t${img.digest}`);
+      return 0;
+    case "rm":
+      for (const ref of positionals) if (!removeImage(ref)) throw new ImageNotFoundError(ref);
+      return positionals.length ? 0 : 2;
+    case "prune":
+      console.log(`freed ${(pruneImages() / 1048576).toFixed(1)} MiB`);
+      return 0;
+    default:
+      console.error(usage);
+      return 2;
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   try {
     if (argv[0] === "run") return await run(argv.slice(1));
     if (argv[0] === "volume") return await volume(argv.slice(1));
+    if (argv[0] === "image") return await image(argv.slice(1));
     if (argv[0] === "doctor") return doctor();
     console.error(usage);
     return 2;

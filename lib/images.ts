@@ -11,6 +11,7 @@ import { KrunboxError } from "./errors.js";
 import { parseReference } from "./oci/reference.js";
 import { Registry, sha256, type Credentials, type Descriptor } from "./oci/registry.js";
 import { applyLayer } from "./oci/unpack.js";
+import { loadNative } from "./native.js";
 import { krunboxHome } from "./runtime.js";
 
 export class ImageNotFoundError extends KrunboxError {
@@ -137,4 +138,74 @@ export async function pullImage(reference: string, options: PullOptions = {}): P
   }
   if (!ref.digest) writeAtomically(refFile(ref.canonical), manifest.digest + "\n");
   return readImage(manifest.digest) ?? image;
+}
+
+/** The images in the cache, with the references that point at them. */
+export function listImages(): (PulledImage & { sizeBytes?: number })[] {
+  const d = dirs();
+  if (!fs.existsSync(d.oci)) return [];
+  return fs
+    .readdirSync(d.oci)
+    .filter((name) => /^[a-f0-9]{64}$/.test(name))
+    .map((name) => readImage(`sha256:${name}`))
+    .filter((i): i is PulledImage => !!i);
+}
+
+export class ImageInUseError extends KrunboxError {
+  constructor(ref: string) {
+    super("ERR_KRUNBOX_IMAGE_IN_USE", `image ${ref} is the root of a running sandbox; stop it first`);
+  }
+}
+
+const lockFile = (digest: string) => path.join(dirs().oci, `${hex(digest)}.lock`);
+
+/** @internal Marks the image in use (a shared lock) until released. */
+export function holdImage(digest: string): () => void {
+  const fd = loadNative().flock(lockFile(digest), false);
+  if (fd < 0) throw new ImageInUseError(digest); // only while it is being removed
+  return () => loadNative().unlock(fd);
+}
+
+/** Removes an image (by reference or digest) from the cache; refused while a sandbox runs on it. */
+export function removeImage(refOrDigest: string): boolean {
+  const d = dirs();
+  let digest = refOrDigest.startsWith("sha256:") ? refOrDigest : undefined;
+  const ref = digest ? undefined : refFile(parseReference(refOrDigest).canonical);
+  if (ref) {
+    if (!fs.existsSync(ref)) return false;
+    digest = fs.readFileSync(ref, "utf8").trim();
+  }
+  const dir = path.join(d.oci, hex(digest!));
+  if (!fs.existsSync(dir)) return false;
+  const lock = loadNative().flock(lockFile(digest!), true);
+  if (lock < 0) throw new ImageInUseError(refOrDigest);
+  try {
+    if (ref) fs.rmSync(ref, { force: true });
+    // Rename first, then delete: a half-deleted image is never found.
+    const trash = `${dir}.rm-${process.pid}`;
+    fs.renameSync(dir, trash);
+    fs.rmSync(trash, { recursive: true, force: true });
+    fs.rmSync(lockFile(digest!), { force: true });
+  } finally {
+    loadNative().unlock(lock);
+  }
+  return true;
+}
+
+/** Deletes blobs no cached image uses, and references to removed images. Returns bytes freed. */
+export function pruneImages(): number {
+  const d = dirs();
+  if (!fs.existsSync(d.blobs)) return 0;
+  let freed = 0;
+  for (const name of fs.existsSync(d.refs) ? fs.readdirSync(d.refs) : []) {
+    const target = fs.readFileSync(path.join(d.refs, name), "utf8").trim();
+    if (!readImage(target)) fs.rmSync(path.join(d.refs, name), { force: true });
+  }
+  // Blobs are only needed to build images; what is unpacked no longer needs them.
+  for (const name of fs.readdirSync(d.blobs)) {
+    const file = path.join(d.blobs, name);
+    freed += fs.statSync(file).size;
+    fs.rmSync(file, { force: true });
+  }
+  return freed;
 }

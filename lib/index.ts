@@ -14,6 +14,6 @@ export {
   type VolumeInfo,
   type VolumeSpec,
 } from "./volumes.js";
-export { pullImage, ImageNotFoundError, type PulledImage, type PullOptions, type PullProgress, type ImageConfig } from "./images.js";
+export { pullImage, listImages, removeImage, pruneImages, ImageInUseError, ImageNotFoundError, type PulledImage, type PullOptions, type PullProgress, type ImageConfig } from "./images.js";
 export { RegistryError, DigestMismatchError } from "./oci/registry.js";
 export { UnsafeLayerError } from "./oci/unpack.js";

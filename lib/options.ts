@@ -47,6 +47,7 @@ export type ResolvedSandboxOptions = z.output<typeof sandboxOptionsSchema> & {
   root?: string;
   /** The image's default user for processes. */
   user?: string;
+  imageDigest?: string;
 };
 
 export const execOptionsSchema = z

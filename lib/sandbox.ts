@@ -22,7 +22,7 @@ import {
   type SandboxOptions,
 } from "./options.js";
 import { SandboxProcess, type ProcessExit } from "./process.js";
-import { pullImage } from "./images.js";
+import { holdImage, pullImage } from "./images.js";
 import { VirtualMachine } from "./vm.js";
 import { resolveVolumes, Volume, type ResolvedVolumes, type VolumeSpec } from "./volumes.js";
 
@@ -60,6 +60,8 @@ export class Sandbox extends EventEmitter {
     this.#options = options;
     // Named volumes stay marked in use (Volume.remove refuses) while we run.
     const holds = volumes.named.map((name) => Volume.hold(name));
+    // ...and so does its image (removeImage refuses).
+    if (options.imageDigest) holds.push(holdImage(options.imageDigest));
     this.#release = () => holds.splice(0).forEach((release) => release());
     // Short and private: Unix socket paths are limited to 107 bytes.
     this.#socketDir = fs.mkdtempSync(path.join(os.tmpdir(), "krunbox-sb-"));
@@ -125,6 +127,7 @@ export class Sandbox extends EventEmitter {
       const spec = typeof image === "string" ? { ref: image } : image;
       const pulled = await pullImage(spec.ref, spec);
       resolved.root = pulled.rootfs;
+      resolved.imageDigest = pulled.digest;
       const imageEnv = Object.fromEntries(pulled.config.env.map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
       resolved.env = { ...imageEnv, ...resolved.env };
       if (options.workdir === undefined && pulled.config.workingDir) resolved.workdir = pulled.config.workingDir;

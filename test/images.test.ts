@@ -1,11 +1,21 @@
 // OCI images from a real registry on 127.0.0.1 (Debian's docker-registry),
 // pushed by skopeo from layouts built with GNU tar from real folders.
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { DigestMismatchError, ImageNotFoundError, pullImage, Sandbox, UnsafeLayerError, type PullProgress } from "../lib/index.js";
+import {
+  DigestMismatchError,
+  ImageInUseError,
+  ImageNotFoundError,
+  listImages,
+  pullImage,
+  removeImage,
+  Sandbox,
+  UnsafeLayerError,
+  type PullProgress,
+} from "../lib/index.js";
 import { runtimePaths } from "../lib/runtime.js";
 import { tempDir } from "./helpers.js";
 import { buildLayout, push, startRegistry, type LayerSpec, type TestRegistry } from "./registry.js";
@@ -151,6 +161,26 @@ it("refuses a layer whose tar climbs out with ../", async () => {
   await expect(pullImage(`${registry.host}/team/evil:1`)).rejects.toBeInstanceOf(UnsafeLayerError);
   expect(cachedImages()).toEqual(before);
   expect(fs.existsSync(path.join(imagesDir(), "escaped"))).toBe(false);
+});
+
+it("manages the cache: ls, rm (refused while a sandbox runs on the image), prune; and the CLI", async () => {
+  const { layout } = buildLayout([base], { Env: ["WHO=cli"] });
+  const ref = `${registry.host}/team/cli:1`;
+  push(layout, ref);
+  const cli = (...args: string[]) =>
+    spawnSync(process.execPath, [path.resolve("bin/krunbox.js"), ...args], { encoding: "utf8", timeout: 120_000, env: process.env });
+  const pulled = cli("image", "pull", ref);
+  expect(pulled.stdout).toMatch(new RegExp(`^${ref.replace(/[.]/g, "\\.")} sha256:[a-f0-9]{64}\n$`));
+  expect(cli("image", "ls").stdout).toContain(ref);
+  expect(cli("run", "--image", ref, "--", "sh", "-c", "echo $WHO; cat /keep").stdout).toBe("cli\nkept\n");
+
+  const sb = await Sandbox.create({ image: ref });
+  expect(() => removeImage(ref)).toThrow(ImageInUseError);
+  await sb.stop();
+  expect(cli("image", "rm", ref).status).toBe(0);
+  expect(listImages().map((i) => i.reference)).not.toContain(ref);
+  expect(cli("image", "prune").stdout).toMatch(/^freed \d+\.\d MiB\n$/);
+  expect(fs.readdirSync(path.join(imagesDir(), "blobs/sha256"))).toEqual([]);
 });
 
 it("pull policy never: an image not in the cache is an error", async () => {
