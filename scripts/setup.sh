@@ -111,6 +111,22 @@ fetch vhost-device-vsock sid
 # registry service starts on the host.
 fetch docker-registry
 
+# The image tests also run python3 from a Debian image built from a real
+# root folder: debootstrap's minbase plus python3-minimal (kept in deps/debian).
+PYROOT="$DEB/python-root"
+if [ ! -f "$DEB/.python-root-done" ]; then
+  command -v debootstrap >/dev/null || { apt_update; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap >/dev/null; } \
+    || die "missing debootstrap: run 'sudo apt-get install debootstrap'"
+  MIRROR=$(apt-get indextargets --format '$(SITE) $(CODENAME) $(ORIGIN)' 'Identifier: Packages' 2>/dev/null \
+    | awk '$2 == "bookworm" && $3 == "Debian" {print $1; exit}')
+  say "debootstrap of a small Debian root with python3 for the image tests (about 30 s)"
+  as_root rm -rf "$PYROOT"
+  as_root debootstrap --variant=minbase --include=python3-minimal bookworm "$PYROOT" "$MIRROR" >"$DEB/debootstrap.log" 2>&1 \
+    || die "debootstrap failed (log: $DEB/debootstrap.log)"
+  as_root rm -rf "$PYROOT"/var/cache/apt/archives/*.deb "$PYROOT"/var/lib/apt/lists/* "$PYROOT"/usr/share/doc "$PYROOT"/usr/share/man
+  touch "$DEB/.python-root-done"
+fi
+
 # --- build
 say "building the addon, runner, agent and libkrun test double (prebuildify + cmake-js)"
 npx --no-install prebuildify --napi --strip --node-gyp=scripts/cmake-js-as-node-gyp.sh >"$ROOT/build.log" 2>&1 \

@@ -16,11 +16,11 @@ import {
   UnsafeLayerError,
   type PullProgress,
 } from "../lib/index.js";
-import { runtimePaths } from "../lib/runtime.js";
+import { packageRoot, runtimePaths } from "../lib/runtime.js";
 import { tempDir } from "./helpers.js";
-import { buildLayout, push, startRegistry, type LayerSpec, type TestRegistry } from "./registry.js";
+import { buildLayout, push, startRegistry } from "./fixtures/registry.mjs";
 
-let registry: TestRegistry;
+let registry: Awaited<ReturnType<typeof startRegistry>>;
 beforeAll(async () => {
   registry = await startRegistry();
 });
@@ -29,8 +29,8 @@ afterAll(() => registry?.stop());
 const imagesDir = () => path.join(process.env.KRUNBOX_HOME!, "images");
 const cachedImages = () => (fs.existsSync(path.join(imagesDir(), "oci")) ? fs.readdirSync(path.join(imagesDir(), "oci")) : []);
 
-const base: LayerSpec = {
-  fill(dir) {
+const base = {
+  fill(dir: string) {
     fs.mkdirSync(path.join(dir, "bin"));
     fs.copyFileSync(path.join(runtimePaths().dir, "busybox"), path.join(dir, "bin/busybox"));
     fs.chmodSync(path.join(dir, "bin/busybox"), 0o755);
@@ -42,8 +42,8 @@ const base: LayerSpec = {
     fs.linkSync(path.join(dir, "keep"), path.join(dir, "keep-hardlink"));
   },
 };
-const top: LayerSpec = {
-  fill(dir) {
+const top = {
+  fill(dir: string) {
     fs.writeFileSync(path.join(dir, ".wh.gone"), "");
     fs.mkdirSync(path.join(dir, "opq"));
     fs.writeFileSync(path.join(dir, "opq/.wh..wh..opq"), "");
@@ -182,6 +182,16 @@ it("manages the cache: ls, rm (refused while a sandbox runs on the image), prune
   expect(cli("image", "prune").stdout).toMatch(/^freed \d+\.\d MiB\n$/);
   expect(fs.readdirSync(path.join(imagesDir(), "blobs/sha256"))).toEqual([]);
 });
+
+it("runs python3 from a pulled Debian image", async () => {
+  // setup.sh debootstraps this root (minbase + python3-minimal).
+  const root = path.join(packageRoot, "deps/debian/python-root");
+  const { layout } = buildLayout([{ dir: root }], { Env: ["PATH=/usr/local/bin:/usr/bin:/bin"] }, ["amd64"], "zstd");
+  push(layout, `${registry.host}/debian/python:3`);
+  await using sb = await Sandbox.create({ image: `${registry.host}/debian/python:3` });
+  const r = await sb.exec("python3", ["-c", "print(1+1)"]);
+  expect(r).toMatchObject({ exitCode: 0, stdout: "2\n" });
+}, 300_000);
 
 it("pull policy never: an image not in the cache is an error", async () => {
   await expect(pullImage(`${registry.host}/team/absent:1`, { pullPolicy: "never" })).rejects.toBeInstanceOf(ImageNotFoundError);
