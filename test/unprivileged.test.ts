@@ -17,7 +17,8 @@ it.runIf(process.getuid?.() === 0)("runs a sandbox with a read-write volume as a
   fs.chownSync(data, nobody, nobody);
   // A copy of the package, so the user can read it wherever this checkout is.
   const pkg = path.join(dir, "krunbox");
-  for (const part of ["package.json", "dist", "prebuilds", "runtime", "node_modules/zod", "node_modules/node-gyp-build", "deps/debian/root/usr/bin"])
+  const deps = Object.keys(JSON.parse(fs.readFileSync(path.join(packageRoot, "package.json"), "utf8")).dependencies);
+  for (const part of ["package.json", "dist", "prebuilds", "runtime", "deps/debian/root/usr/bin", ...deps.map((d) => `node_modules/${d}`)])
     fs.cpSync(path.join(packageRoot, part), path.join(pkg, part), { recursive: true });
   const script = path.join(dir, "main.mjs");
   fs.writeFileSync(
