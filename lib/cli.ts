@@ -49,7 +49,11 @@ async function run(argv: string[]): Promise<number> {
     },
     allowPositionals: true,
   });
-  const command = dash >= 0 ? argv.slice(dash + 1) : positionals;
+  let command = dash >= 0 ? argv.slice(dash + 1) : positionals;
+  // As with Docker, an image's Entrypoint and Cmd run when no command is given.
+  const pulled = values.image ? await pullImage(values.image, { onProgress: progressBar(values.image) }) : undefined;
+  if (command.length === 0 && pulled) command = [...pulled.config.entrypoint, ...pulled.config.cmd];
+  else if (pulled && pulled.config.entrypoint.length) command = [...pulled.config.entrypoint, ...command];
   if (command.length === 0) {
     console.error(usage);
     return 2;
@@ -59,7 +63,6 @@ async function run(argv: string[]): Promise<number> {
     const [target, size] = t.split(":");
     return { type: "tmpfs", target, sizeMiB: size === undefined ? undefined : Number(size) };
   });
-  if (values.image) await pullImage(values.image, { onProgress: progressBar(values.image) });
   const sb = await Sandbox.create({
     image: values.image,
     volumes: [...(values.volume ?? []), ...tmpfs],

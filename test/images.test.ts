@@ -164,7 +164,7 @@ it("refuses a layer whose tar climbs out with ../", async () => {
 });
 
 it("manages the cache: ls, rm (refused while a sandbox runs on the image), prune; and the CLI", async () => {
-  const { layout } = buildLayout([base], { Env: ["WHO=cli"] });
+  const { layout } = buildLayout([base], { Env: ["WHO=cli"], Cmd: ["cat", "/keep"] } as never);
   const ref = `${registry.host}/team/cli:1`;
   push(layout, ref);
   const cli = (...args: string[]) =>
@@ -173,6 +173,7 @@ it("manages the cache: ls, rm (refused while a sandbox runs on the image), prune
   expect(pulled.stdout).toMatch(new RegExp(`^${ref.replace(/[.]/g, "\\.")} sha256:[a-f0-9]{64}\n$`));
   expect(cli("image", "ls").stdout).toContain(ref);
   expect(cli("run", "--image", ref, "--", "sh", "-c", "echo $WHO; cat /keep").stdout).toBe("cli\nkept\n");
+  expect(cli("run", "--image", ref).stdout).toBe("kept\n"); // the image's Cmd
 
   const sb = await Sandbox.create({ image: ref });
   expect(() => removeImage(ref)).toThrow(ImageInUseError);
@@ -192,6 +193,34 @@ it("runs python3 from a pulled Debian image", async () => {
   const r = await sb.exec("python3", ["-c", "print(1+1)"]);
   expect(r).toMatchObject({ exitCode: 0, stdout: "2\n" });
 }, 300_000);
+
+it("never lets a symlink from one layer redirect a later layer's writes", async () => {
+  const outside = tempDir();
+  const { layout } = buildLayout(
+    [
+      { fill: (d: string) => fs.symlinkSync(outside, path.join(d, "link")) },
+      { fill: (d: string) => (fs.mkdirSync(path.join(d, "link")), fs.writeFileSync(path.join(d, "link/pwned"), "x")) },
+    ],
+    {},
+  );
+  push(layout, `${registry.host}/team/symlink:1`);
+  const image = await pullImage(`${registry.host}/team/symlink:1`);
+  expect(fs.readdirSync(outside)).toEqual([]);
+  expect(fs.lstatSync(path.join(image.rootfs, "link")).isDirectory()).toBe(true);
+  expect(fs.readdirSync(path.join(image.rootfs, "link"))).toEqual(["pwned"]);
+});
+
+it("pulls Docker schema 2 manifests too", async () => {
+  const { layout } = buildLayout([base], { Env: ["KIND=docker"] });
+  execFileSync("skopeo", ["copy", "--quiet", "--format", "v2s2", "--dest-tls-verify=false", `oci:${layout}:1`, `docker://${registry.host}/team/docker:1`]);
+  const manifest = await (await fetch(`http://${registry.host}/v2/team/docker/manifests/1`, {
+    headers: { accept: "application/vnd.docker.distribution.manifest.v2+json" },
+  })).json();
+  expect(manifest.mediaType).toBe("application/vnd.docker.distribution.manifest.v2+json");
+  const image = await pullImage(`${registry.host}/team/docker:1`);
+  expect(image.config.env).toEqual(["KIND=docker"]);
+  expect(fs.readFileSync(path.join(image.rootfs, "keep"), "utf8")).toBe("kept\n");
+});
 
 it("pull policy never: an image not in the cache is an error", async () => {
   await expect(pullImage(`${registry.host}/team/absent:1`, { pullPolicy: "never" })).rejects.toBeInstanceOf(ImageNotFoundError);

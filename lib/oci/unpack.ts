@@ -117,8 +117,17 @@ export async function applyLayer(root: string, file: string, compression: Compre
     created.add(e.path);
     switch (e.type) {
       case "5": {
-        native.mkdirBeneath(root, e.path);
-        const fd = native.openDirBeneath(root, e.path);
+        let fd: number;
+        try {
+          native.mkdirBeneath(root, e.path);
+          fd = native.openDirBeneath(root, e.path);
+        } catch {
+          // A folder replaces a file or symlink of a lower layer (never
+          // following the symlink).
+          native.rmBeneath(root, e.path, false);
+          native.mkdirBeneath(root, e.path);
+          fd = native.openDirBeneath(root, e.path);
+        }
         try {
           fs.fchmodSync(fd, e.mode & 0o7777);
           if (asRoot) fs.fchownSync(fd, e.uid, e.gid);
