@@ -26,7 +26,7 @@ try {
     {},
   );
   const ref = `${registry.host}/bench/data:1`;
-  push(layout, ref);
+  await push(layout, ref);
   const times = [];
   let packed = 0;
   let unpacked = 0;

@@ -53,7 +53,7 @@ const top = {
 
 it("pulls a multi-layer image with whiteouts and runs a sandbox in it", async () => {
   const { layout } = buildLayout([base, top], { Env: ["FROM_IMAGE=yes", "PATH=/bin"], WorkingDir: "/opq" });
-  push(layout, `${registry.host}/team/app:1`);
+  await push(layout, `${registry.host}/team/app:1`);
   const progress: PullProgress[] = [];
   const image = await pullImage(`${registry.host}/team/app:1`, { onProgress: (p) => progress.push(p) });
   expect(progress.filter((p) => p.index >= 0 && p.bytesDone === p.bytesTotal).map((p) => p.index)).toEqual(expect.arrayContaining([0, 1]));
@@ -69,14 +69,14 @@ it("pulls a multi-layer image with whiteouts and runs a sandbox in it", async ()
 
 it("picks linux/amd64 from an index with several platforms", async () => {
   const { layout, manifests } = buildLayout([base], {}, ["arm64", "amd64"]);
-  push(layout, `${registry.host}/team/multi:1`);
+  await push(layout, `${registry.host}/team/multi:1`);
   const image = await pullImage(`${registry.host}/team/multi:1`);
   expect(image.digest).toBe(manifests.amd64);
 });
 
 it("unpacks zstd layers", async () => {
   const { layout } = buildLayout([base, top], {}, ["amd64"], "zstd");
-  push(layout, `${registry.host}/team/zstd:1`);
+  await push(layout, `${registry.host}/team/zstd:1`);
   const image = await pullImage(`${registry.host}/team/zstd:1`);
   expect(fs.readdirSync(image.rootfs).sort()).toEqual(["bin", "keep", "keep-hardlink", "opq"]);
   expect(fs.readdirSync(path.join(image.rootfs, "opq"))).toEqual(["upper"]);
@@ -84,7 +84,7 @@ it("unpacks zstd layers", async () => {
 
 it("survives two processes pulling the same image at once", async () => {
   const { layout } = buildLayout([base], {});
-  push(layout, `${registry.host}/team/race:1`);
+  await push(layout, `${registry.host}/team/race:1`);
   const script = `import { pullImage } from ${JSON.stringify(path.resolve("dist/index.js"))};
 const i = await pullImage(${JSON.stringify(`${registry.host}/team/race:1`)}); console.log(i.digest);`;
   const run = () =>
@@ -104,10 +104,10 @@ const i = await pullImage(${JSON.stringify(`${registry.host}/team/race:1`)}); co
 
 it("pulls from a registry that requires credentials, given directly or in ~/.docker/config.json", async () => {
   const creds = { username: "alice", password: "s3cret" };
-  const secured = await startRegistry(creds);
+  const secured = await startRegistry({ auth: creds });
   try {
     const { layout } = buildLayout([base], {});
-    push(layout, `${secured.host}/team/private:1`, creds);
+    await push(layout, `${secured.host}/team/private:1`, creds);
     const ref = `${secured.host}/team/private:1`;
     await expect(pullImage(ref, { pullPolicy: "always" })).rejects.toThrow(/needs credentials/);
     await expect(pullImage(ref, { pullPolicy: "always", credentials: { ...creds, password: "wrong" } })).rejects.toThrow(/401/);
@@ -128,9 +128,25 @@ it("pulls from a registry that requires credentials, given directly or in ~/.doc
   }
 });
 
+it("gets bearer tokens: anonymous for public repositories, with credentials for private ones", async () => {
+  const creds = { username: "bob", password: "t0ken" };
+  const secured = await startRegistry({ token: creds });
+  try {
+    const { layout } = buildLayout([base], {});
+    await push(layout, `${secured.host}/public/app:1`, creds);
+    await push(layout, `${secured.host}/private/app:1`, creds);
+    expect((await pullImage(`${secured.host}/public/app:1`)).digest).toMatch(/^sha256:/); // anonymous token
+    await expect(pullImage(`${secured.host}/private/app:1`)).rejects.toThrow(/401/);
+    await expect(pullImage(`${secured.host}/private/app:1`, { credentials: { ...creds, password: "no" } })).rejects.toThrow(/token request answered 401/);
+    expect((await pullImage(`${secured.host}/private/app:1`, { credentials: creds })).digest).toMatch(/^sha256:/);
+  } finally {
+    await secured.stop();
+  }
+});
+
 it("fails cleanly on a corrupted blob and caches nothing", async () => {
   const { layout } = buildLayout([{ fill: (d) => fs.writeFileSync(path.join(d, "f"), crypto.randomBytes(64 * 1024)) }], {});
-  push(layout, `${registry.host}/team/corrupt:1`);
+  await push(layout, `${registry.host}/team/corrupt:1`);
   // Flip bytes in the registry's copy of the layer.
   const index = JSON.parse(fs.readFileSync(path.join(layout, "index.json"), "utf8"));
   const manifest = JSON.parse(fs.readFileSync(path.join(layout, "blobs/sha256", index.manifests[0].digest.slice(7)), "utf8"));
@@ -156,7 +172,7 @@ it("refuses a layer whose tar climbs out with ../", async () => {
   expect(tar.includes(Buffer.from("../escaped"))).toBe(true);
   const gz = execFileSync("gzip", ["-n", "-c"], { input: tar });
   retargetLayer(layout, gz);
-  push(layout, `${registry.host}/team/evil:1`);
+  await push(layout, `${registry.host}/team/evil:1`);
   const before = cachedImages();
   await expect(pullImage(`${registry.host}/team/evil:1`)).rejects.toBeInstanceOf(UnsafeLayerError);
   expect(cachedImages()).toEqual(before);
@@ -166,7 +182,7 @@ it("refuses a layer whose tar climbs out with ../", async () => {
 it("manages the cache: ls, rm (refused while a sandbox runs on the image), prune; and the CLI", async () => {
   const { layout } = buildLayout([base], { Env: ["WHO=cli"], Cmd: ["cat", "/keep"] } as never);
   const ref = `${registry.host}/team/cli:1`;
-  push(layout, ref);
+  await push(layout, ref);
   const cli = (...args: string[]) =>
     spawnSync(process.execPath, [path.resolve("bin/krunbox.js"), ...args], { encoding: "utf8", timeout: 120_000, env: process.env });
   const pulled = cli("image", "pull", ref);
@@ -188,7 +204,7 @@ it("runs python3 from a pulled Debian image", async () => {
   // setup.sh debootstraps this root (minbase + python3-minimal).
   const root = path.join(packageRoot, "deps/debian/python-root");
   const { layout } = buildLayout([{ dir: root }], { Env: ["PATH=/usr/local/bin:/usr/bin:/bin"] }, ["amd64"], "zstd");
-  push(layout, `${registry.host}/debian/python:3`);
+  await push(layout, `${registry.host}/debian/python:3`);
   await using sb = await Sandbox.create({ image: `${registry.host}/debian/python:3` });
   const r = await sb.exec("python3", ["-c", "print(1+1)"]);
   expect(r).toMatchObject({ exitCode: 0, stdout: "2\n" });
@@ -203,7 +219,7 @@ it("never lets a symlink from one layer redirect a later layer's writes", async 
     ],
     {},
   );
-  push(layout, `${registry.host}/team/symlink:1`);
+  await push(layout, `${registry.host}/team/symlink:1`);
   const image = await pullImage(`${registry.host}/team/symlink:1`);
   expect(fs.readdirSync(outside)).toEqual([]);
   expect(fs.lstatSync(path.join(image.rootfs, "link")).isDirectory()).toBe(true);
@@ -212,7 +228,7 @@ it("never lets a symlink from one layer redirect a later layer's writes", async 
 
 it("pulls Docker schema 2 manifests too", async () => {
   const { layout } = buildLayout([base], { Env: ["KIND=docker"] });
-  execFileSync("skopeo", ["copy", "--quiet", "--format", "v2s2", "--dest-tls-verify=false", `oci:${layout}:1`, `docker://${registry.host}/team/docker:1`]);
+  await push(layout, `${registry.host}/team/docker:1`, undefined, "1", "v2s2");
   const manifest = await (await fetch(`http://${registry.host}/v2/team/docker/manifests/1`, {
     headers: { accept: "application/vnd.docker.distribution.manifest.v2+json" },
   })).json();
