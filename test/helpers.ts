@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -60,4 +61,14 @@ export function openFds(): number {
 export function runDirEntries(): string[] {
   const dir = process.env.KRUNBOX_RUN_DIR!;
   return fs.existsSync(dir) ? fs.readdirSync(dir) : [];
+}
+
+/** Runs an ES module source in a separate Node process; resolves with its trimmed stdout. */
+export function runModule(source: string): Promise<string> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, ["--input-type=module", "-e", source], { env: process.env });
+    let out = "";
+    p.stdout.on("data", (d) => (out += d));
+    p.on("close", () => resolve(out.trim()));
+  });
 }

@@ -1,6 +1,6 @@
 // OCI images from a real registry on 127.0.0.1 (Debian's docker-registry),
 // pushed by skopeo from layouts built with GNU tar from real folders.
-import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
@@ -17,7 +17,7 @@ import {
   type PullProgress,
 } from "../lib/index.js";
 import { packageRoot, runtimePaths } from "../lib/runtime.js";
-import { tempDir } from "./helpers.js";
+import { runModule, tempDir } from "./helpers.js";
 import { buildLayout, push, startRegistry } from "./fixtures/registry.mjs";
 
 let registry: Awaited<ReturnType<typeof startRegistry>>;
@@ -87,13 +87,7 @@ it("survives two processes pulling the same image at once", async () => {
   await push(layout, `${registry.host}/team/race:1`);
   const script = `import { pullImage } from ${JSON.stringify(path.resolve("dist/index.js"))};
 const i = await pullImage(${JSON.stringify(`${registry.host}/team/race:1`)}); console.log(i.digest);`;
-  const run = () =>
-    new Promise<string>((resolve) => {
-      const p = spawn(process.execPath, ["--input-type=module", "-e", script], { env: process.env });
-      let out = "";
-      p.stdout.on("data", (d) => (out += d));
-      p.on("close", () => resolve(out.trim()));
-    });
+  const run = () => runModule(script);
   const [a, b] = await Promise.all([run(), run()]);
   expect(a).toMatch(/^sha256:/);
   expect(b).toBe(a);

@@ -1,7 +1,6 @@
 // Volumes on real VMs: bind, named and tmpfs; read-only held on the host
 // against a guest that tries to defeat it; host-side access that never
 // leaves a volume, whatever the guest put there.
-import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { expect, it } from "vitest";
@@ -14,7 +13,7 @@ import {
   VolumeInUseError,
   VolumeNotFoundError,
 } from "../lib/index.js";
-import { tempDir, waitFor } from "./helpers.js";
+import { runModule, tempDir, waitFor } from "./helpers.js";
 
 const volumesDir = () => path.join(process.env.KRUNBOX_HOME!, "volumes");
 
@@ -83,13 +82,7 @@ it("enforces a volume quota outside the guest, for guests and host-side writes a
 it("ends with one volume when two processes create it at once", async () => {
   const script = `import { Volume } from ${JSON.stringify(path.resolve("dist/index.js"))};
 try { await Volume.create("raced"); console.log("created"); } catch (e) { console.log(e.code); }`;
-  const run = () =>
-    new Promise<string>((resolve) => {
-      const p = spawn(process.execPath, ["--input-type=module", "-e", script], { env: process.env });
-      let out = "";
-      p.stdout.on("data", (d) => (out += d));
-      p.on("close", () => resolve(out.trim()));
-    });
+  const run = () => runModule(script);
   const results = (await Promise.all([run(), run(), run()])).sort();
   expect(results).toEqual(["ERR_KRUNBOX_VOLUME_EXISTS", "ERR_KRUNBOX_VOLUME_EXISTS", "created"]);
   expect(fs.readdirSync(volumesDir()).filter((n) => n.includes("raced"))).toEqual(["raced"]);
