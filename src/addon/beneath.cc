@@ -42,7 +42,12 @@ Napi::Error ErrnoError(Napi::Env env, const std::string& what, int err) {
   return e;
 }
 
-int OpenRoot(const std::string& root) { return open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC); }
+// The folder everything else is resolved beneath; throws if it can't be opened.
+int OpenRoot(Napi::Env env, const std::string& root) {
+  const int fd = open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw ErrnoError(env, "open " + root, errno);
+  return fd;
+}
 
 int OpenBeneath(int rootFd, const std::string& rel, uint64_t flags, uint64_t mode) {
   open_how how{};
@@ -100,8 +105,7 @@ Napi::Value ReadFile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Args a;
   if (!GetArgs(info, a)) return env.Undefined();
-  ScopedFd root(OpenRoot(a.root));
-  if (root.get() < 0) throw ErrnoError(env, "open " + a.root, errno);
+  ScopedFd root(OpenRoot(env, a.root));
   ScopedFd fd(OpenBeneath(root.get(), a.rel, O_RDONLY, 0));
   if (fd.get() < 0) throw ErrnoError(env, "open " + a.rel, errno);
   struct stat st;
@@ -129,8 +133,7 @@ Napi::Value WriteFile(const Napi::CallbackInfo& info) {
   if (info.Length() < 3 || !info[2].IsBuffer()) throw Napi::TypeError::New(env, "data must be a Buffer");
   const Napi::Buffer<char> data = info[2].As<Napi::Buffer<char>>();
   const uint32_t mode = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Uint32Value() : 0644;
-  ScopedFd root(OpenRoot(a.root));
-  if (root.get() < 0) throw ErrnoError(env, "open " + a.root, errno);
+  ScopedFd root(OpenRoot(env, a.root));
   ScopedFd fd(OpenBeneath(root.get(), a.rel, O_WRONLY | O_CREAT | O_TRUNC, mode & 0777));
   if (fd.get() < 0) throw ErrnoError(env, "open " + a.rel, errno);
   size_t off = 0;
@@ -147,8 +150,7 @@ Napi::Value Readdir(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Args a;
   if (!GetArgs(info, a)) return env.Undefined();
-  ScopedFd root(OpenRoot(a.root));
-  if (root.get() < 0) throw ErrnoError(env, "open " + a.root, errno);
+  ScopedFd root(OpenRoot(env, a.root));
   const int fd = OpenBeneath(root.get(), a.rel, O_RDONLY | O_DIRECTORY, 0);
   if (fd < 0) throw ErrnoError(env, "open " + a.rel, errno);
   DIR* d = fdopendir(fd);
@@ -174,8 +176,7 @@ Napi::Value Mkdir(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Args a;
   if (!GetArgs(info, a)) return env.Undefined();
-  ScopedFd root(OpenRoot(a.root));
-  if (root.get() < 0) throw ErrnoError(env, "open " + a.root, errno);
+  ScopedFd root(OpenRoot(env, a.root));
   std::string parent, name;
   SplitLast(a.rel, parent, name);
   ScopedFd dir(OpenBeneath(root.get(), parent, O_PATH | O_DIRECTORY, 0));
@@ -191,8 +192,7 @@ Napi::Value Rm(const Napi::CallbackInfo& info) {
   Args a;
   if (!GetArgs(info, a)) return env.Undefined();
   const bool recursive = info.Length() > 2 && info[2].ToBoolean();
-  ScopedFd root(OpenRoot(a.root));
-  if (root.get() < 0) throw ErrnoError(env, "open " + a.root, errno);
+  ScopedFd root(OpenRoot(env, a.root));
   std::string parent, name;
   SplitLast(a.rel, parent, name);
   ScopedFd dir(OpenBeneath(root.get(), parent, O_RDONLY | O_DIRECTORY, 0));
@@ -211,8 +211,7 @@ Napi::Value Rm(const Napi::CallbackInfo& info) {
 // name in it; an existing non-folder entry of that name is removed first
 // (a tar entry replaces what was there, and is never written through it).
 int OpenParentReplacing(Napi::Env env, const Args& a, std::string& name) {
-  ScopedFd root(OpenRoot(a.root));
-  if (root.get() < 0) throw ErrnoError(env, "open " + a.root, errno);
+  ScopedFd root(OpenRoot(env, a.root));
   std::string parent;
   SplitLast(a.rel, parent, name);
   const int dir = OpenBeneath(root.get(), parent, O_PATH | O_DIRECTORY, 0);
@@ -253,8 +252,7 @@ Napi::Value Link(const Napi::CallbackInfo& info) {
   Args a;
   if (!GetArgs(info, a)) return env.Undefined();
   const std::string existing = info[2].As<Napi::String>();
-  ScopedFd root(OpenRoot(a.root));
-  if (root.get() < 0) throw ErrnoError(env, "open " + a.root, errno);
+  ScopedFd root(OpenRoot(env, a.root));
   ScopedFd src(OpenBeneath(root.get(), existing, O_PATH | O_NOFOLLOW, 0));
   if (src.get() < 0) throw ErrnoError(env, "open " + existing, errno);
   std::string name;
@@ -271,8 +269,7 @@ Napi::Value OpenDir(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Args a;
   if (!GetArgs(info, a)) return env.Undefined();
-  ScopedFd root(OpenRoot(a.root));
-  if (root.get() < 0) throw ErrnoError(env, "open " + a.root, errno);
+  ScopedFd root(OpenRoot(env, a.root));
   const int fd = OpenBeneath(root.get(), a.rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
   if (fd < 0) throw ErrnoError(env, "open " + a.rel, errno);
   return Napi::Number::New(env, fd);
