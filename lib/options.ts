@@ -63,6 +63,7 @@ export const execOptionsSchema = z
   })
   .strict();
 export type ExecOptions = z.input<typeof execOptionsSchema>;
+export type ParsedExecOptions = z.output<typeof execOptionsSchema>;
 
 /** Parses with `schema`; throws ConfigError naming the first bad field. */
 export function parseOptions<S extends z.ZodTypeAny>(schema: S, value: unknown, prefix: string): z.output<S> {

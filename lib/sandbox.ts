@@ -18,6 +18,7 @@ import {
   parseOptions,
   sandboxOptionsSchema,
   type ExecOptions,
+  type ParsedExecOptions,
   type ResolvedSandboxOptions,
   type SandboxOptions,
 } from "./options.js";
@@ -170,8 +171,11 @@ export class Sandbox extends EventEmitter {
    * `stdin`; a string or Buffer is written and closed.
    */
   spawn(command: string, args: string[] = [], options: ExecOptions = {}): SandboxProcess {
+    return this.#spawn(command, args, parseOptions(execOptionsSchema, options, "options"));
+  }
+
+  #spawn(command: string, args: string[], o: ParsedExecOptions): SandboxProcess {
     const argv = checkArgv(command, args);
-    const o = parseOptions(execOptionsSchema, options, "options");
     if (this.state !== "running") throw new SandboxStoppedError(`cannot run ${command}: the sandbox is ${this.state}`);
     const env = { ...this.#options.env, ...o.env };
     const proc = new SandboxProcess(
@@ -201,7 +205,7 @@ export class Sandbox extends EventEmitter {
   exec(command: string, args: string[], options: ExecOptions & { encoding: "buffer" }): Promise<ExecResult<Buffer>>;
   async exec(command: string, args: string[] = [], options: ExecOptions = {}): Promise<ExecResult<string | Buffer>> {
     const o = parseOptions(execOptionsSchema, options, "options");
-    const proc = this.spawn(command, args, options);
+    const proc = this.#spawn(command, args, o);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let size = 0;
