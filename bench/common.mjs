@@ -3,7 +3,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { qemuPrograms, runtimePaths } from "../dist/runtime.js";
+import { qemuPrograms, runtimePaths } from "../dist/vm/runtime.js";
 
 export function stats(samples) {
   const s = [...samples].sort((a, b) => a - b);

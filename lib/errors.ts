@@ -118,3 +118,87 @@ export class SandboxCrashedError extends KrunboxError {
     super("ERR_KRUNBOX_SANDBOX_CRASHED", message, options);
   }
 }
+
+/** A named volume does not exist. */
+export class VolumeNotFoundError extends KrunboxError {
+  constructor(name: string) {
+    super("ERR_KRUNBOX_VOLUME_NOT_FOUND", `volume "${name}" does not exist (create it with Volume.create or \`krunbox volume create\`)`);
+  }
+}
+
+/** Volume.create found a volume of that name. */
+export class VolumeExistsError extends KrunboxError {
+  constructor(name: string) {
+    super("ERR_KRUNBOX_VOLUME_EXISTS", `volume "${name}" already exists`);
+  }
+}
+
+/** The volume is mounted by a running sandbox, so it cannot be removed or resized now. */
+export class VolumeInUseError extends KrunboxError {
+  constructor(name: string, remedy = "stop it first or pass { force: true }") {
+    super("ERR_KRUNBOX_VOLUME_IN_USE", `volume "${name}" is mounted by a running sandbox; ${remedy}`);
+  }
+}
+
+/** A path given to vol.fs, or found there, would lead outside the volume. */
+export class PathEscapeError extends KrunboxError {
+  constructor(p: string) {
+    super("ERR_KRUNBOX_PATH_ESCAPE", `"${p}" leads outside the volume (through ".." or a symlink); refused`);
+  }
+}
+
+/** A host-side file operation on a volume failed (a missing file, a full disk...). */
+export class FsError extends KrunboxError {
+  constructor(message: string) {
+    super("ERR_KRUNBOX_FS", message);
+  }
+}
+
+/** A quota cannot be had here (not root), or this volume has none to change. */
+export class QuotaNotSupportedError extends KrunboxError {
+  constructor(message: string) {
+    super("ERR_KRUNBOX_QUOTA_NOT_SUPPORTED", message);
+  }
+}
+
+/** Making, checking or mounting a volume's quota image failed. */
+export class QuotaError extends KrunboxError {
+  constructor(message: string) {
+    super("ERR_KRUNBOX_QUOTA", message);
+  }
+}
+
+/** The registry refused a request or answered with something krunbox cannot use. */
+export class RegistryError extends KrunboxError {
+  constructor(message: string) {
+    super("ERR_KRUNBOX_REGISTRY", message);
+  }
+}
+
+/** A downloaded or cached blob does not match its digest; nothing was cached. */
+export class DigestMismatchError extends KrunboxError {
+  constructor(what: string, expected: string, actual: string) {
+    super("ERR_KRUNBOX_DIGEST_MISMATCH", `${what} has digest ${actual}, expected ${expected}; nothing was cached`);
+  }
+}
+
+/** An image layer tried to write outside the image, or holds something krunbox refuses to unpack. */
+export class UnsafeLayerError extends KrunboxError {
+  constructor(message: string) {
+    super("ERR_KRUNBOX_UNSAFE_LAYER", message);
+  }
+}
+
+/** The image is not in the cache and pullPolicy is "never". */
+export class ImageNotFoundError extends KrunboxError {
+  constructor(ref: string) {
+    super("ERR_KRUNBOX_IMAGE_NOT_FOUND", `image ${ref} is not in the cache and pullPolicy is "never"; pull it first`);
+  }
+}
+
+/** The image is the root of a running sandbox, so it cannot be removed now. */
+export class ImageInUseError extends KrunboxError {
+  constructor(ref: string) {
+    super("ERR_KRUNBOX_IMAGE_IN_USE", `image ${ref} is the root of a running sandbox; stop it first`);
+  }
+}

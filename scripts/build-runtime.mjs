@@ -142,7 +142,7 @@ fs.writeFileSync(
 - busybox: BusyBox ${dpkgVersion("busybox-static")}, GPL-2.0 (busybox.copyright),
   from Debian's busybox-static. Source: apt-get source busybox.
 - krunbox-agent (also /init in initramfs.cpio) and krunbox-runner: krunbox,
-  Apache-2.0, source in this package (deps/). The agent is linked statically
+  Apache-2.0, source in this package (src/). The agent is linked statically
   with the GNU C Library, LGPL-2.1-or-later (LGPL-2.1.txt, glibc.copyright):
   its source (apt-get source glibc) and krunbox's sources let you relink it.
   Both include nlohmann/json, MIT (nlohmann-json.copyright).

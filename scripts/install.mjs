@@ -18,11 +18,19 @@ if (!fs.existsSync(path.join(root, "runtime", target))) {
 try {
   createRequire(import.meta.url)("node-gyp-build").resolve(root);
 } catch {
-  // No prebuilt addon matches this Node/libc: build it from the shipped sources.
-  console.warn("krunbox: no prebuilt addon matches; building from source (needs g++, cmake and nlohmann-json3-dev)");
-  const r = spawnSync("npx", ["--yes", "cmake-js@8", "build", "--out", "build", "--target", "krunbox"], { cwd: root, stdio: "inherit" });
+  // No prebuilt addon matches this Node/libc: build it from the shipped
+  // sources with the node-gyp that ships with npm (binding.gyp), against
+  // this Node's own headers when it has them (no download).
+  console.warn("krunbox: no prebuilt addon matches; building it from source (needs g++, make, python3 and nlohmann-json3-dev)");
+  const nodeGyp =
+    process.env.npm_config_node_gyp ||
+    path.join(path.dirname(process.execPath), "../lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js");
+  const nodeDir = path.resolve(process.execPath, "../..");
+  const args = [nodeGyp, "rebuild"];
+  if (fs.existsSync(path.join(nodeDir, "include/node/node_api.h"))) args.push(`--nodedir=${nodeDir}`);
+  const r = spawnSync(process.execPath, args, { cwd: root, stdio: "inherit" });
   if (r.status !== 0) {
-    console.error("krunbox: the source build failed; install g++, cmake and nlohmann-json3-dev and reinstall");
+    console.error("krunbox: the source build failed; install g++, make, python3 and nlohmann-json3-dev (Debian/Ubuntu: apt-get install build-essential python3 nlohmann-json3-dev) and reinstall");
     process.exit(1);
   }
 }

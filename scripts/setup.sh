@@ -4,7 +4,7 @@
 # Idempotent: run it again at any time (`npm run setup`). `npm ci` runs it.
 #
 #   from bookworm (apt-get install): qemu-system-x86 (QEMU + the C virtiofsd),
-#       busybox-static, cpio, kmod, nlohmann-json3-dev, skopeo (tests)
+#       busybox-static, cpio, kmod, nlohmann-json3-dev, doctest-dev and skopeo (tests)
 #   from bookworm (apt-get download + dpkg -x): docker-registry (tests)
 #   from bookworm (apt-get download + dpkg -x): linux-image-*-cloud-amd64
 #   from sid (apt-get download + dpkg -x): vhost-device-vsock
@@ -65,8 +65,9 @@ fi
 
 # --- system packages from Debian 12
 NEED=()
-# skopeo, zstd and apache2-utils (htpasswd) only serve the image tests.
-for pkg in qemu-system-x86 busybox-static cpio kmod nlohmann-json3-dev skopeo zstd apache2-utils; do
+# doctest-dev serves the native unit tests; skopeo, zstd and apache2-utils
+# (htpasswd) only serve the image tests.
+for pkg in qemu-system-x86 busybox-static cpio kmod nlohmann-json3-dev doctest-dev skopeo zstd apache2-utils; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || NEED+=("$pkg")
 done
 if [ ${#NEED[@]} -gt 0 ]; then
@@ -128,11 +129,12 @@ if [ ! -f "$DEB/.python-root-done" ]; then
 fi
 
 # --- build
-say "building the addon, runner, agent and libkrun test double (prebuildify + cmake-js)"
+say "building the addon, runner, agent, native tests and libkrun test double (prebuildify + cmake-js)"
 npx --no-install prebuildify --napi --strip --node-gyp=scripts/cmake-js-as-node-gyp.sh >"$ROOT/build.log" 2>&1 \
   || { tail -n 40 "$ROOT/build.log"; die "native build failed (full log: build.log)"; }
 say "assembling the runtime folder (kernel, initramfs, runner, default image parts)"
 node scripts/build-runtime.mjs
 say "compiling TypeScript"
+rm -rf dist  # no stale modules from moved sources
 npx --no-install tsc -p tsconfig.json
 say "done"

@@ -89,8 +89,8 @@ describe("shares", () => {
     const r = await bootVm({
       command: ["/bin/sh", "-c", script],
       shares: [
-        { tag: "ro", hostPath: ro, guestPath: "/ro", readOnly: true },
-        { tag: "rw", hostPath: rw, guestPath: "/rw" },
+        { hostPath: ro, guestPath: "/ro", readOnly: true },
+        { hostPath: rw, guestPath: "/rw" },
       ],
     });
     expect(r.exitCode).toBe(0);
@@ -113,7 +113,7 @@ describe("shares", () => {
     });
     const r = await bootVm({
       command: ["/bin/sh", "-c", "for i in $(seq 0 15); do cat /s/$i/id; echo; echo back-$i > /s/$i/reply; done"],
-      shares: dirs.map((d, i) => ({ tag: `s${i}`, hostPath: d, guestPath: `/s/${i}` })),
+      shares: dirs.map((d, i) => ({ hostPath: d, guestPath: `/s/${i}` })),
     });
     expect(r.exitCode).toBe(0);
     dirs.forEach((d, i) => {
@@ -225,7 +225,7 @@ describe("lifecycle", () => {
     const dir = tempDir();
     const vm = VirtualMachine.start({
       command: ["/bin/sh", "-c", "trap '' TERM; touch /flag/armed; while :; do sleep 1; done"],
-      shares: [{ tag: "flag", hostPath: dir, guestPath: "/flag" }],
+      shares: [{ hostPath: dir, guestPath: "/flag" }],
     });
     await waitFor("the guest to ignore SIGTERM", () => fs.existsSync(path.join(dir, "armed")), 30_000);
     const exit = await vm.stop(500);
@@ -246,14 +246,13 @@ describe("bad config", () => {
       [{ command: [""] }, "command"],
       [{ command: ["/bin/true"], cpus: 0 }, "cpus"],
       [{ command: ["/bin/true"], rootPath: "/no/such/dir" }, "rootPath"],
-      [{ command: ["/bin/true"], shares: [{ tag: "a", hostPath: "/tmp", guestPath: "rel" }] }, "shares[0].guestPath"],
-      [{ command: ["/bin/true"], shares: [{ tag: "a/b", hostPath: "/tmp", guestPath: "/x" }] }, "shares[0].tag"],
+      [{ command: ["/bin/true"], shares: [{ hostPath: "/tmp", guestPath: "rel" }] }, "shares[0].guestPath"],
       [
         {
           command: ["/bin/true"],
           shares: [
-            { tag: "a", hostPath: "/tmp", guestPath: "/x" },
-            { tag: "b", hostPath: "/tmp", guestPath: "/x" },
+            { hostPath: "/tmp", guestPath: "/x" },
+            { hostPath: "/tmp", guestPath: "/x" },
           ],
         },
         "shares[1].guestPath",

@@ -26,9 +26,14 @@ export function processGroup(pgid: number): { pid: number; comm: string }[] {
   return found;
 }
 
-/** Every live process whose command name is one of krunbox's. */
+/**
+ * Every live process of this test run (its environment carries this run's
+ * KRUNBOX_TEST_BASE, so VMs of other runs on the machine don't count) whose
+ * command name is one of krunbox's.
+ */
 export function vmProcesses(): { pid: number; comm: string }[] {
   const names = /^(qemu-system-x86|virtiofsd|vhost-device-vs|krunbox-runner)/;
+  const mark = `KRUNBOX_TEST_BASE=${process.env.KRUNBOX_TEST_BASE}\0`;
   const found: { pid: number; comm: string }[] = [];
   for (const entry of fs.readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
@@ -36,7 +41,8 @@ export function vmProcesses(): { pid: number; comm: string }[] {
       const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
       const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
       const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-      if (names.test(comm) && state !== "Z") found.push({ pid: Number(entry), comm });
+      if (!names.test(comm) || state === "Z") continue;
+      if (fs.readFileSync(`/proc/${entry}/environ`, "latin1").includes(mark)) found.push({ pid: Number(entry), comm });
     } catch {
       // gone
     }
@@ -71,4 +77,27 @@ export function runModule(source: string): Promise<string> {
     p.stdout.on("data", (d) => (out += d));
     p.on("close", () => resolve(out.trim()));
   });
+}
+
+/**
+ * spawn() arguments that run `argv` in a private mount namespace whose /dev
+ * has no kvm (only null, zero, random, urandom and fd), as on a host without
+ * KVM. Needs root.
+ */
+export function withoutKvm(...argv: string[]): [string, string[]] {
+  const script =
+    'mount --make-rprivate / && d=$(mktemp -d) && mount -t tmpfs none "$d" && ' +
+    'cp -a /dev/null /dev/zero /dev/random /dev/urandom /dev/fd "$d"/ && mount --bind "$d" /dev && umount "$d" && rmdir "$d" && exec "$0" "$@"';
+  return ["unshare", ["-m", "sh", "-c", script, ...argv]];
+}
+
+/** A folder of links to every program on PATH except those `banned` says no to (a PATH without compilers, say). */
+export function pathWithout(dir: string, banned: (name: string) => boolean): string {
+  fs.mkdirSync(dir);
+  for (const from of (process.env.PATH ?? "").split(path.delimiter)) {
+    if (!from || !fs.existsSync(from)) continue;
+    for (const name of fs.readdirSync(from))
+      if (!banned(name) && !fs.existsSync(path.join(dir, name))) fs.symlinkSync(path.join(from, name), path.join(dir, name));
+  }
+  return dir;
 }

@@ -16,7 +16,7 @@ import {
   UnsafeLayerError,
   type PullProgress,
 } from "../lib/index.js";
-import { packageRoot, runtimePaths } from "../lib/runtime.js";
+import { packageRoot, runtimePaths } from "../lib/vm/runtime.js";
 import { runModule, tempDir } from "./helpers.js";
 import { buildLayout, push, startRegistry } from "./fixtures/registry.mjs";
 

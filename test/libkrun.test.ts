@@ -1,13 +1,13 @@
 // The libkrun backend cannot boot a guest on this project's CI hosts (their
 // KVM is PVM, which runs only PVM guest kernels), so these tests drive the
-// real runner against a TEST DOUBLE of libkrun (deps/libkrun-double) that
+// real runner against a TEST DOUBLE of libkrun (test/doubles) that
 // records every krun_* call and exits like krun_start_enter does.
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import { LibkrunNotFoundError, VirtualMachine } from "../lib/index.js";
-import { packageRoot } from "../lib/runtime.js";
+import { packageRoot } from "../lib/vm/runtime.js";
 import { tempDir } from "./helpers.js";
 
 const double = path.join(packageRoot, "build/Release/libkrun-double.so");
@@ -37,8 +37,8 @@ it("translates the VM config into krun_* calls and reports the workload's exit s
     memoryMiB: 512,
     rootPath: root,
     shares: [
-      { tag: "src", hostPath: ro, guestPath: "/src", readOnly: true },
-      { tag: "data", hostPath: rw, guestPath: "/data" },
+      { hostPath: ro, guestPath: "/src", readOnly: true },
+      { hostPath: rw, guestPath: "/data" },
     ],
     vsock: [
       { port: 5000, socketPath: "/tmp/in.sock", listen: true },

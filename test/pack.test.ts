@@ -6,26 +6,13 @@ import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { beforeAll, expect, it } from "vitest";
-import { packageRoot } from "../lib/runtime.js";
-import { tempDir } from "./helpers.js";
+import { packageRoot } from "../lib/vm/runtime.js";
+import { pathWithout, tempDir } from "./helpers.js";
 
 const banned = new Set(["g++", "gcc", "cc", "c++", "cpp", "clang", "clang++", "cmake", "cargo", "rustc", "node-gyp", "make", "ninja"]);
 let base: string;
 let app: string;
 let env: NodeJS.ProcessEnv;
-
-/** A folder of links to every program on PATH except compilers and build tools. */
-function strippedPath(dir: string): string {
-  fs.mkdirSync(dir);
-  for (const from of (process.env.PATH ?? "").split(path.delimiter)) {
-    if (!from || !fs.existsSync(from)) continue;
-    for (const name of fs.readdirSync(from)) {
-      if (banned.has(name) || /^(g\+\+|gcc|c\+\+|clang)-/.test(name) || fs.existsSync(path.join(dir, name))) continue;
-      fs.symlinkSync(path.join(from, name), path.join(dir, name));
-    }
-  }
-  return dir;
-}
 
 beforeAll(() => {
   base = tempDir("krunbox pack ");
@@ -35,7 +22,7 @@ beforeAll(() => {
   console.log(`npm pack: ${packed.filename}, ${(packed.size / 1048576).toFixed(1)} MiB packed, ` +
     `${(packed.unpackedSize / 1048576).toFixed(1)} MiB unpacked, ${packed.entryCount} files`);
 
-  const bin = strippedPath(path.join(base, "bin"));
+  const bin = pathWithout(path.join(base, "bin"), (name) => banned.has(name) || /^(g\+\+|gcc|c\+\+|clang)-/.test(name));
   env = {
     ...process.env,
     PATH: bin,

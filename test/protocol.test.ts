@@ -4,8 +4,8 @@ import net from "node:net";
 import path from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { AgentProtocolError, ExecTimeoutError, SandboxStoppedError } from "../lib/index.js";
-import { SandboxProcess } from "../lib/process.js";
-import { Frame, MAX_FRAME, encodeFrame } from "../lib/protocol.js";
+import { SandboxProcess } from "../lib/sandbox/process.js";
+import { Frame, MAX_FRAME, encodeFrame } from "../lib/sandbox/protocol.js";
 import { tempDir } from "./helpers.js";
 
 let server: net.Server | undefined;

@@ -13,7 +13,7 @@ import {
   SandboxStoppedError,
 } from "../lib/index.js";
 import path from "node:path";
-import { runtimePaths } from "../lib/runtime.js";
+import { runtimePaths } from "../lib/vm/runtime.js";
 import { openFds, runDirEntries, vmProcesses, waitFor } from "./helpers.js";
 
 const sandboxSockets = () => fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith("krunbox-sb-"));

@@ -4,7 +4,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { expect, it } from "vitest";
-import { packageRoot } from "../lib/runtime.js";
+import { packageRoot } from "../lib/vm/runtime.js";
 import { tempDir } from "./helpers.js";
 
 const nobody = 65534;

@@ -1,7 +1,7 @@
 #include <napi.h>
 
-#include "beneath.h"
-#include "vm.h"
+#include "addon/beneath.h"
+#include "addon/vm.h"
 
 Napi::Object InitKrunbox(Napi::Env env, Napi::Object exports) {
   krunbox::InitBeneath(env, exports);

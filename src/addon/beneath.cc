@@ -3,7 +3,7 @@
 // RESOLVE_NO_MAGICLINKS): symlinks (absolute, "../..", /proc magic links)
 // and races with the guest can never lead outside the folder. Removal never
 // follows symlinks at all.
-#include "beneath.h"
+#include "addon/beneath.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -18,22 +18,12 @@
 #include <string>
 #include <vector>
 
+#include "common/posix.h"
+
 namespace krunbox {
 namespace {
 
 constexpr size_t kMaxReadBytes = 1ull << 30;
-
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd) : fd_(fd) {}
-  ~ScopedFd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 Napi::Error ErrnoError(Napi::Env env, const std::string& what, int err) {
   Napi::Error e = Napi::Error::New(env, what + ": " + strerror(err));
@@ -65,26 +55,6 @@ void SplitLast(const std::string& rel, std::string& parent, std::string& name) {
   name = slash == std::string::npos ? rel : rel.substr(slash + 1);
 }
 
-bool RemoveTreeAt(int dirFd, const char* name) {
-  struct stat st;
-  if (fstatat(dirFd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return errno == ENOENT;
-  if (!S_ISDIR(st.st_mode)) return unlinkat(dirFd, name, 0) == 0 || errno == ENOENT;
-  const int fd = openat(dirFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return false;
-  DIR* d = fdopendir(fd);
-  if (!d) {
-    close(fd);
-    return false;
-  }
-  bool ok = true;
-  while (dirent* e = readdir(d)) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-    ok = RemoveTreeAt(dirfd(d), e->d_name) && ok;
-  }
-  closedir(d);
-  return (unlinkat(dirFd, name, AT_REMOVEDIR) == 0 || errno == ENOENT) && ok;
-}
-
 struct Args {
   std::string root, rel;
 };
@@ -105,8 +75,8 @@ Napi::Value ReadFile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Args a;
   if (!GetArgs(info, a)) return env.Undefined();
-  ScopedFd root(OpenRoot(env, a.root));
-  ScopedFd fd(OpenBeneath(root.get(), a.rel, O_RDONLY, 0));
+  Fd root(OpenRoot(env, a.root));
+  Fd fd(OpenBeneath(root.get(), a.rel, O_RDONLY, 0));
   if (fd.get() < 0) throw ErrnoError(env, "open " + a.rel, errno);
   struct stat st;
   if (fstat(fd.get(), &st) != 0) throw ErrnoError(env, "stat " + a.rel, errno);
@@ -133,8 +103,8 @@ Napi::Value WriteFile(const Napi::CallbackInfo& info) {
   if (info.Length() < 3 || !info[2].IsBuffer()) throw Napi::TypeError::New(env, "data must be a Buffer");
   const Napi::Buffer<char> data = info[2].As<Napi::Buffer<char>>();
   const uint32_t mode = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Uint32Value() : 0644;
-  ScopedFd root(OpenRoot(env, a.root));
-  ScopedFd fd(OpenBeneath(root.get(), a.rel, O_WRONLY | O_CREAT | O_TRUNC, mode & 0777));
+  Fd root(OpenRoot(env, a.root));
+  Fd fd(OpenBeneath(root.get(), a.rel, O_WRONLY | O_CREAT | O_TRUNC, mode & 0777));
   if (fd.get() < 0) throw ErrnoError(env, "open " + a.rel, errno);
   size_t off = 0;
   while (off < data.Length()) {
@@ -150,7 +120,7 @@ Napi::Value Readdir(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Args a;
   if (!GetArgs(info, a)) return env.Undefined();
-  ScopedFd root(OpenRoot(env, a.root));
+  Fd root(OpenRoot(env, a.root));
   const int fd = OpenBeneath(root.get(), a.rel, O_RDONLY | O_DIRECTORY, 0);
   if (fd < 0) throw ErrnoError(env, "open " + a.rel, errno);
   DIR* d = fdopendir(fd);
@@ -176,10 +146,10 @@ Napi::Value Mkdir(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Args a;
   if (!GetArgs(info, a)) return env.Undefined();
-  ScopedFd root(OpenRoot(env, a.root));
+  Fd root(OpenRoot(env, a.root));
   std::string parent, name;
   SplitLast(a.rel, parent, name);
-  ScopedFd dir(OpenBeneath(root.get(), parent, O_PATH | O_DIRECTORY, 0));
+  Fd dir(OpenBeneath(root.get(), parent, O_PATH | O_DIRECTORY, 0));
   if (dir.get() < 0) throw ErrnoError(env, "open " + parent, errno);
   if (mkdirat(dir.get(), name.c_str(), 0755) != 0 && errno != EEXIST) throw ErrnoError(env, "mkdir " + a.rel, errno);
   return env.Undefined();
@@ -192,10 +162,10 @@ Napi::Value Rm(const Napi::CallbackInfo& info) {
   Args a;
   if (!GetArgs(info, a)) return env.Undefined();
   const bool recursive = info.Length() > 2 && info[2].ToBoolean();
-  ScopedFd root(OpenRoot(env, a.root));
+  Fd root(OpenRoot(env, a.root));
   std::string parent, name;
   SplitLast(a.rel, parent, name);
-  ScopedFd dir(OpenBeneath(root.get(), parent, O_RDONLY | O_DIRECTORY, 0));
+  Fd dir(OpenBeneath(root.get(), parent, O_RDONLY | O_DIRECTORY, 0));
   if (dir.get() < 0) throw ErrnoError(env, "open " + parent, errno);
   struct stat st;
   if (fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) throw ErrnoError(env, "rm " + a.rel, errno);
@@ -211,7 +181,7 @@ Napi::Value Rm(const Napi::CallbackInfo& info) {
 // name in it; an existing non-folder entry of that name is removed first
 // (a tar entry replaces what was there, and is never written through it).
 int OpenParentReplacing(Napi::Env env, const Args& a, std::string& name) {
-  ScopedFd root(OpenRoot(env, a.root));
+  Fd root(OpenRoot(env, a.root));
   std::string parent;
   SplitLast(a.rel, parent, name);
   const int dir = OpenBeneath(root.get(), parent, O_PATH | O_DIRECTORY, 0);
@@ -228,7 +198,7 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
   if (!GetArgs(info, a)) return env.Undefined();
   const uint32_t mode = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 0644;
   std::string name;
-  ScopedFd dir(OpenParentReplacing(env, a, name));
+  Fd dir(OpenParentReplacing(env, a, name));
   const int fd = openat(dir.get(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode & 07777);
   if (fd < 0) throw ErrnoError(env, "create " + a.rel, errno);
   return Napi::Number::New(env, fd);
@@ -241,7 +211,7 @@ Napi::Value Symlink(const Napi::CallbackInfo& info) {
   if (!GetArgs(info, a)) return env.Undefined();
   const std::string target = info[2].As<Napi::String>();
   std::string name;
-  ScopedFd dir(OpenParentReplacing(env, a, name));
+  Fd dir(OpenParentReplacing(env, a, name));
   if (symlinkat(target.c_str(), dir.get(), name.c_str()) != 0) throw ErrnoError(env, "symlink " + a.rel, errno);
   return env.Undefined();
 }
@@ -252,11 +222,11 @@ Napi::Value Link(const Napi::CallbackInfo& info) {
   Args a;
   if (!GetArgs(info, a)) return env.Undefined();
   const std::string existing = info[2].As<Napi::String>();
-  ScopedFd root(OpenRoot(env, a.root));
-  ScopedFd src(OpenBeneath(root.get(), existing, O_PATH | O_NOFOLLOW, 0));
+  Fd root(OpenRoot(env, a.root));
+  Fd src(OpenBeneath(root.get(), existing, O_PATH | O_NOFOLLOW, 0));
   if (src.get() < 0) throw ErrnoError(env, "open " + existing, errno);
   std::string name;
-  ScopedFd dir(OpenParentReplacing(env, a, name));
+  Fd dir(OpenParentReplacing(env, a, name));
   // Through /proc: linkat's AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH.
   const std::string proc = "/proc/self/fd/" + std::to_string(src.get());
   if (linkat(AT_FDCWD, proc.c_str(), dir.get(), name.c_str(), AT_SYMLINK_FOLLOW) != 0)
@@ -269,7 +239,7 @@ Napi::Value OpenDir(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Args a;
   if (!GetArgs(info, a)) return env.Undefined();
-  ScopedFd root(OpenRoot(env, a.root));
+  Fd root(OpenRoot(env, a.root));
   const int fd = OpenBeneath(root.get(), a.rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
   if (fd < 0) throw ErrnoError(env, "open " + a.rel, errno);
   return Napi::Number::New(env, fd);

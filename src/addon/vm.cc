@@ -1,6 +1,4 @@
-#include "vm.h"
-
-#include "../common/io.h"
+#include "addon/vm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "common/posix.h"
+
 extern char** environ;
 
 namespace krunbox {
@@ -24,12 +24,6 @@ namespace {
 constexpr size_t kMaxEventBytes = 1 << 20;
 // How long after the stop grace period the runner gets to finish on its own.
 constexpr int64_t kStopBackstopMs = 10000;
-
-int64_t NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
 
 Napi::Error TypedError(Napi::Env env, const char* code, const std::string& message) {
   Napi::Error e = Napi::Error::New(env, message);

@@ -8,7 +8,7 @@
 #include <atomic>
 #include <thread>
 
-#include "../common/vm_config.h"
+#include "common/vm_config.h"
 
 namespace krunbox {
 

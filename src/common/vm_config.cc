@@ -1,8 +1,10 @@
-#include "vm_config.h"
+#include "common/vm_config.h"
 
 #include <sys/stat.h>
 
 #include <set>
+
+#include "common/agent_ports.h"
 
 namespace krunbox {
 namespace {
@@ -31,8 +33,8 @@ class Reader {
     return String(key, "");
   }
 
-  uint32_t Uint(const char* key, uint32_t dflt, uint32_t min, uint32_t max) const {
-    if (!Has(key)) return dflt;
+  uint32_t Uint(const char* key, uint32_t min, uint32_t max) const {
+    if (!Has(key)) throw ConfigError(Field(key), "is required");
     const json& v = j_.at(key);
     if (!v.is_number_integer() && !v.is_number_unsigned())
       throw ConfigError(Field(key), "must be an integer");
@@ -120,14 +122,6 @@ Accel ParseAccel(const std::string& field, const std::string& s) {
   throw ConfigError(field, "must be \"auto\", \"kvm\" or \"tcg\" (got \"" + s + "\")");
 }
 
-bool ValidTag(const std::string& t) {
-  // virtio-fs tags are at most 36 bytes; keep them to a safe alphabet.
-  if (t.empty() || t.size() > 36) return false;
-  for (char c : t)
-    if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
-  return true;
-}
-
 }  // namespace
 
 const char* AccelName(Accel a) {
@@ -141,27 +135,23 @@ const char* AccelName(Accel a) {
 VmConfig VmConfigFromJson(const json& j) {
   Reader r(j, "");
   VmConfig c;
-  c.backend = r.String("backend", "qemu");
+  c.backend = r.RequiredString("backend");
   if (c.backend != "qemu" && c.backend != "libkrun")
     throw ConfigError("backend", "must be \"qemu\" or \"libkrun\" (got \"" + c.backend + "\")");
-  c.accel = ParseAccel("accel", r.String("accel", "auto"));
-  c.cpus = r.Uint("cpus", 1, 1, kMaxCpus);
-  c.memoryMiB = r.Uint("memoryMiB", 256, kMinMemoryMiB, 1024 * 1024);
-  c.bootTimeoutMs = r.Uint("bootTimeoutMs", 60000, 1000, 3600 * 1000);
+  c.accel = ParseAccel("accel", r.RequiredString("accel"));
+  c.cpus = r.Uint("cpus", 1, kMaxCpus);
+  c.memoryMiB = r.Uint("memoryMiB", kMinMemoryMiB, 1024 * 1024);
+  c.bootTimeoutMs = r.Uint("bootTimeoutMs", 1000, 3600 * 1000);
 
   c.rootPath = r.RequiredString("rootPath");
   RequireDir("rootPath", c.rootPath);
   c.rootReadOnly = r.Bool("rootReadOnly", false);
 
-  std::set<std::string> tags, guestPaths;
+  std::set<std::string> guestPaths;
   const json& shares = r.Array("shares", kMaxShares);
   for (size_t i = 0; i < shares.size(); i++) {
     Reader s(shares[i], "shares[" + std::to_string(i) + "]");
     Share sh;
-    sh.tag = s.RequiredString("tag");
-    if (!ValidTag(sh.tag))
-      throw ConfigError(s.Field("tag"), "must be 1-36 characters of letters, digits, '-', '_' or '.'");
-    if (!tags.insert(sh.tag).second) throw ConfigError(s.Field("tag"), "\"" + sh.tag + "\" is used twice");
     sh.hostPath = s.RequiredString("hostPath");
     RequireDir(s.Field("hostPath"), sh.hostPath);
     sh.guestPath = s.RequiredString("guestPath");
@@ -182,7 +172,7 @@ VmConfig VmConfigFromJson(const json& j) {
     if (m.guestPath == "/") throw ConfigError(t.Field("guestPath"), "cannot be \"/\"");
     if (!guestPaths.insert(m.guestPath).second)
       throw ConfigError(t.Field("guestPath"), "\"" + m.guestPath + "\" is used by two mounts");
-    m.sizeMiB = t.Uint("sizeMiB", 64, 1, 1024 * 1024);
+    m.sizeMiB = t.Uint("sizeMiB", 1, 1024 * 1024);
     c.tmpfs.push_back(m);
   }
 
@@ -191,8 +181,7 @@ VmConfig VmConfigFromJson(const json& j) {
   for (size_t i = 0; i < vsock.size(); i++) {
     Reader v(vsock[i], "vsock[" + std::to_string(i) + "]");
     VsockPort p;
-    p.port = v.Uint("port", 0, 1, 0xfffffffeu);
-    if (p.port == 0) throw ConfigError(v.Field("port"), "is required");
+    p.port = v.Uint("port", 1, 0xfffffffeu);
     if (p.port == kControlPort || p.port == kExecPort)
       throw ConfigError(v.Field("port"), "ports " + std::to_string(kControlPort) + " and " +
                                              std::to_string(kExecPort) + " are reserved for the krunbox agent");
@@ -216,11 +205,11 @@ VmConfig VmConfigFromJson(const json& j) {
     if (eq == std::string::npos || eq == 0)
       throw ConfigError("env[" + std::to_string(i) + "]", "must look like KEY=VALUE");
   }
-  c.workdir = r.String("workdir", "/");
+  c.workdir = r.RequiredString("workdir");
   RequireAbsolute("workdir", c.workdir);
   c.consolePath = r.String("consolePath", "");
   if (!c.consolePath.empty()) RequireAbsolute("consolePath", c.consolePath);
-  c.consoleLimitBytes = r.Uint("consoleLimitBytes", 16u << 20, 4096, 1u << 30);
+  c.consoleLimitBytes = r.Uint("consoleLimitBytes", 4096, 1u << 30);
 
   c.kernelPath = r.String("kernelPath", "");
   c.initrdPath = r.String("initrdPath", "");
@@ -243,7 +232,7 @@ VmConfig VmConfigFromJson(const json& j) {
 json VmConfigToJson(const VmConfig& c) {
   json shares = json::array();
   for (const Share& s : c.shares)
-    shares.push_back({{"tag", s.tag}, {"hostPath", s.hostPath}, {"guestPath", s.guestPath}, {"readOnly", s.readOnly}});
+    shares.push_back({{"hostPath", s.hostPath}, {"guestPath", s.guestPath}, {"readOnly", s.readOnly}});
   json tmpfs = json::array();
   for (const TmpfsMount& t : c.tmpfs) tmpfs.push_back({{"guestPath", t.guestPath}, {"sizeMiB", t.sizeMiB}});
   json vsock = json::array();

@@ -14,7 +14,6 @@ namespace krunbox {
 
 // A host folder exported to the guest over virtio-fs.
 struct Share {
-  std::string tag;        // unique name; the guest sees it under this tag
   std::string hostPath;   // absolute host directory
   std::string guestPath;  // absolute mount point inside the guest
   bool readOnly = false;  // enforced on the host, not only by the guest mount
@@ -23,7 +22,7 @@ struct Share {
 // A size-limited tmpfs that the guest agent mounts; gone with the VM.
 struct TmpfsMount {
   std::string guestPath;
-  uint32_t sizeMiB = 64;
+  uint32_t sizeMiB = 0;
 };
 
 // One vsock port bridged to a host Unix socket, in libkrun's terms:
@@ -39,11 +38,12 @@ struct VsockPort {
 
 enum class Accel { Auto, Kvm, Tcg };
 
+// Every field is given by lib/ (lib/vm/vm.ts), which owns the defaults.
 struct VmConfig {
-  std::string backend = "qemu";  // "qemu" | "libkrun"
+  std::string backend;            // "qemu" | "libkrun"
   Accel accel = Accel::Auto;      // qemu only; libkrun always uses KVM/HVF
-  uint32_t cpus = 1;
-  uint32_t memoryMiB = 256;
+  uint32_t cpus = 0;
+  uint32_t memoryMiB = 0;
   std::string rootPath;           // host folder that becomes the guest's /
   bool rootReadOnly = false;
   std::vector<Share> shares;
@@ -53,10 +53,10 @@ struct VmConfig {
                                      // empty: the VM serves execs until stopped
   std::string agentSocketPath;       // host socket reaching the agent's exec port
   std::vector<std::string> env;      // KEY=VALUE
-  std::string workdir = "/";
+  std::string workdir;
   std::string consolePath;           // empty: a file in the runner's run dir
-  uint32_t consoleLimitBytes = 16u << 20;  // the rest of the guest's output is dropped
-  uint32_t bootTimeoutMs = 60000;    // boot -> guest agent ready
+  uint32_t consoleLimitBytes = 0;    // the rest of the guest's output is dropped
+  uint32_t bootTimeoutMs = 0;        // boot -> guest agent ready
 
   // Runtime inputs, resolved by lib/ (package-relative) and checked here.
   std::string kernelPath;
@@ -85,10 +85,6 @@ constexpr uint32_t kMaxCpus = 64;
 constexpr uint32_t kMinMemoryMiB = 64;
 constexpr uint32_t kMaxShares = 64;
 constexpr uint32_t kMaxVsockPorts = 64;
-// Ports of the guest agent, reserved: it reaches the runner on kControlPort
-// and serves execs on kExecPort.
-constexpr uint32_t kControlPort = 1024;
-constexpr uint32_t kExecPort = 1025;
 
 // Parses and validates; throws ConfigError naming the field.
 VmConfig VmConfigFromJson(const nlohmann::json& j);

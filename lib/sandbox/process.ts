@@ -1,0 +1,197 @@
+// One process in a sandbox: a vsock connection to the agent's exec service.
+import net from "node:net";
+import { PassThrough, Writable } from "node:stream";
+import { constants as osConstants } from "node:os";
+import {
+  AgentProtocolError,
+  ExecAbortedError,
+  ExecFailedError,
+  ExecTimeoutError,
+  KrunboxError,
+} from "../errors.js";
+import { encodeFrame, Frame, FrameDecoder, parseJsonFrame, PROTOCOL_VERSION } from "./protocol.js";
+
+export interface ProcessExit {
+  /** Exit code, or null when a signal ended the process. */
+  exitCode: number | null;
+  /** Number of the signal that ended it, or null. */
+  signal: number | null;
+  /** The guest killed it because it ran past timeoutMs. */
+  timedOut: boolean;
+}
+
+export interface ProcessRequest {
+  argv: string[];
+  env: string[];
+  cwd: string;
+  user: string;
+  timeoutMs: number;
+  stdin: boolean;
+  signal?: AbortSignal;
+}
+
+const STDIN_CHUNK = 64 * 1024;
+// After the guest's own timeout, how long the host waits for its verdict.
+const TIMEOUT_BACKSTOP_MS = 5000;
+
+export function signalNumber(signal: NodeJS.Signals | number): number {
+  const n = typeof signal === "number" ? signal : osConstants.signals[signal];
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new TypeError(`unknown signal ${String(signal)}`);
+  return n;
+}
+
+/**
+ * A process running in a sandbox. `stdout` and `stderr` are Readables,
+ * `stdin` a Writable when requested; `exited` settles when it ends.
+ */
+export class SandboxProcess {
+  readonly stdin: Writable | null;
+  readonly stdout = new PassThrough();
+  readonly stderr = new PassThrough();
+  /** Resolves with the exit status; rejects with a typed KrunboxError. */
+  readonly exited: Promise<ProcessExit>;
+  /** The process id inside the guest, once started. */
+  pid: number | undefined;
+
+  #socket: net.Socket;
+  #settled = false;
+  #resolve!: (e: ProcessExit) => void;
+  #reject!: (e: Error) => void;
+  #timer: NodeJS.Timeout | undefined;
+
+  #sandboxGone: () => KrunboxError | undefined;
+
+  /**
+   * @internal Use Sandbox.spawn(). `sandboxGone` says why the sandbox is
+   * going away, if it is; `whyClosed` explains a connection that dropped.
+   */
+  constructor(
+    socketPath: string,
+    req: ProcessRequest,
+    sandboxGone: () => KrunboxError | undefined,
+    whyClosed: () => Promise<KrunboxError>,
+  ) {
+    this.#sandboxGone = sandboxGone;
+    this.exited = new Promise((res, rej) => ((this.#resolve = res), (this.#reject = rej)));
+    this.exited.catch(() => {}); // callers may only use the streams
+    const socket = (this.#socket = net.createConnection(socketPath));
+    const decoder = new FrameDecoder();
+
+    this.stdin = req.stdin
+      ? new Writable({
+          write: (chunk: Buffer, _enc, done) => {
+            for (let off = 0; off < chunk.length; off += STDIN_CHUNK)
+              socket.write(encodeFrame(Frame.Stdin, chunk.subarray(off, off + STDIN_CHUNK)));
+            // Backpressure: the next chunk waits until the socket drains.
+            if (socket.writableNeedDrain) socket.once("drain", () => done());
+            else done();
+          },
+          final: (done) => {
+            if (!socket.destroyed) socket.write(encodeFrame(Frame.StdinEof));
+            done();
+          },
+        })
+      : null;
+    this.stdin?.on("error", () => {}); // a write after exit is not the caller's crash
+
+    socket.write(
+      encodeFrame(
+        Frame.Exec,
+        JSON.stringify({ v: PROTOCOL_VERSION, argv: req.argv, env: req.env, cwd: req.cwd, user: req.user, timeoutMs: req.timeoutMs }),
+      ),
+    );
+    if (!req.stdin) socket.write(encodeFrame(Frame.StdinEof));
+
+    socket.on("data", (chunk: Buffer) => {
+      try {
+        for (const { type, payload } of decoder.push(chunk)) this.#onFrame(type, payload);
+      } catch (err) {
+        this.#fail(err as Error);
+      }
+    });
+    socket.on("error", () => {}); // "close" follows and says what happened
+    socket.on("close", () => {
+      if (this.#settled) return;
+      if (decoder.pending) this.#fail(new AgentProtocolError(`the guest agent's stream ended inside a frame (${decoder.pending} bytes)`));
+      else void whyClosed().then((err) => this.#fail(err));
+    });
+    // Backpressure from slow readers pauses the guest through vsock credit.
+    for (const out of [this.stdout, this.stderr]) out.on("drain", () => socket.resume());
+
+    if (req.timeoutMs > 0)
+      this.#timer = setTimeout(() => {
+        this.kill("SIGKILL");
+        this.#fail(new ExecTimeoutError(`the process ran past timeoutMs (${req.timeoutMs} ms) and did not report back`, "", ""));
+      }, req.timeoutMs + TIMEOUT_BACKSTOP_MS);
+    if (req.signal) {
+      const onAbort = () => {
+        this.kill("SIGKILL");
+        this.#fail(new ExecAbortedError("the process was aborted; it was killed in the guest", { cause: req.signal!.reason }));
+      };
+      if (req.signal.aborted) onAbort();
+      else req.signal.addEventListener("abort", onAbort, { once: true });
+      this.exited.finally(() => req.signal!.removeEventListener("abort", onAbort)).catch(() => {});
+    }
+  }
+
+  #onFrame(type: number, payload: Buffer) {
+    switch (type) {
+      case Frame.Started: {
+        const pid = parseJsonFrame("STARTED", payload).pid;
+        if (typeof pid === "number") this.pid = pid;
+        break;
+      }
+      case Frame.Stdout:
+      case Frame.Stderr: {
+        const out = type === Frame.Stdout ? this.stdout : this.stderr;
+        if (!out.write(payload)) this.#socket.pause();
+        break;
+      }
+      case Frame.Exit: {
+        const j = parseJsonFrame("EXIT", payload);
+        const exit: ProcessExit = {
+          exitCode: typeof j.code === "number" ? j.code : null,
+          signal: typeof j.signal === "number" ? j.signal : null,
+          timedOut: j.timedOut === true,
+        };
+        if (exit.exitCode === null && exit.signal === null) throw new AgentProtocolError("the guest agent sent an EXIT frame without a status");
+        // Killed because the sandbox is stopping: that is not a result.
+        const gone = this.#sandboxGone();
+        if (gone) this.#fail(gone);
+        else this.#settle(() => this.#resolve(exit));
+        break;
+      }
+      case Frame.Error: {
+        const message = parseJsonFrame("ERROR", payload).message;
+        this.#fail(new ExecFailedError(typeof message === "string" ? message.slice(0, 4096) : "the guest agent could not start the process"));
+        break;
+      }
+      default:
+        throw new AgentProtocolError(`the guest agent sent an unknown frame type ${type}`);
+    }
+  }
+
+  #settle(action: () => void) {
+    if (this.#settled) return;
+    this.#settled = true;
+    clearTimeout(this.#timer);
+    action();
+    this.stdout.end();
+    this.stderr.end();
+    this.#socket.end();
+    this.#socket.resume();
+  }
+
+  #fail(err: Error) {
+    this.#settle(() => this.#reject(err));
+    this.#socket.destroy();
+  }
+
+  /** Sends a signal to the process's group in the guest. */
+  kill(signal: NodeJS.Signals | number = "SIGTERM"): void {
+    if (this.#settled || this.#socket.destroyed) return;
+    const payload = Buffer.alloc(4);
+    payload.writeUInt32LE(signalNumber(signal));
+    this.#socket.write(encodeFrame(Frame.Signal, payload));
+  }
+}

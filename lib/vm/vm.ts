@@ -1,0 +1,251 @@
+// One VM: a thin typed layer over the addon's Vm, which spawns the runner.
+import { EventEmitter } from "node:events";
+import {
+  BootTimeoutError,
+  ConfigError,
+  GuestCrashedError,
+  GuestSetupError,
+  KrunboxError,
+  KvmUnavailableError,
+  LibkrunNotFoundError,
+  VmmFailedError,
+} from "../errors.js";
+import { loadNative, type NativeVm } from "./native.js";
+import { VM_DEFAULTS } from "./defaults.js";
+import { accelCachePath, defaultImage, qemuPrograms, runtimePaths } from "./runtime.js";
+
+export interface ShareOptions {
+  /** Absolute host folder. */
+  hostPath: string;
+  /** Absolute mount point in the guest (created if missing). */
+  guestPath: string;
+  /** Enforced on the host: the guest cannot write, whatever it does. */
+  readOnly?: boolean;
+}
+
+export interface VsockPortOptions {
+  port: number;
+  socketPath: string;
+  /** true: the host connects to socketPath to reach the guest's listener on
+   * `port`; false: a guest connecting to host port `port` reaches the host
+   * program listening on socketPath. */
+  listen: boolean;
+}
+
+export interface VmOptions {
+  backend?: "qemu" | "libkrun";
+  /** qemu only: "auto" uses KVM when it can boot the guest, else TCG. */
+  accel?: "auto" | "kvm" | "tcg";
+  cpus?: number;
+  memoryMiB?: number;
+  /** Host folder that becomes the guest's /; default: the built-in busybox root. */
+  rootPath?: string;
+  /** Share the root read-only; the guest then gets a copy-on-write root
+   * (overlayfs over a tmpfs) and the host folder is never modified.
+   * Default: true for the built-in root, false otherwise. */
+  rootReadOnly?: boolean;
+  shares?: ShareOptions[];
+  /** Size-limited tmpfs mounts in the guest. */
+  tmpfs?: { guestPath: string; sizeMiB: number }[];
+  vsock?: VsockPortOptions[];
+  /** Program and arguments to run to completion; [] for a VM that serves
+   * execs (on agentSocketPath) until stopped. */
+  command: string[];
+  /** Host Unix socket that reaches the guest agent's exec service. */
+  agentSocketPath?: string;
+  env?: Record<string, string>;
+  workdir?: string;
+  /** File that receives the guest's serial console. */
+  consolePath?: string;
+  /** At most this much console output is kept (default 16 MiB); the rest is dropped. */
+  consoleLimitBytes?: number;
+  bootTimeoutMs?: number;
+  /** libkrun only: path of libkrun.so.1 (default: KRUNBOX_LIBKRUN or the system's). */
+  libkrunPath?: string;
+}
+
+export interface VmExit {
+  /** The command's exit code, or null if a signal ended it (or it never ran). */
+  code: number | null;
+  signal: number | null;
+  /** stop() ended the VM. */
+  stopped: boolean;
+  /** ...and the guest did not power off within the grace period. */
+  forced: boolean;
+}
+
+export type VmState = "booting" | "running" | "stopping" | "exited" | "failed";
+
+interface RunnerEvent {
+  event: string;
+  [key: string]: unknown;
+}
+
+function errorFromRunner(ev: RunnerEvent): KrunboxError {
+  const message = String(ev.message ?? "unknown error");
+  const console = String(ev.console ?? "");
+  switch (ev.code) {
+    case "CONFIG":
+      return new ConfigError(String(ev.field ?? "config"), message);
+    case "LIBKRUN_NOT_FOUND":
+    case "LIBKRUN_TOO_OLD":
+      return new LibkrunNotFoundError(message);
+    case "KVM_UNAVAILABLE":
+      return new KvmUnavailableError(message);
+    case "BOOT_TIMEOUT":
+      return new BootTimeoutError(message, console);
+    case "GUEST_CRASHED":
+      return new GuestCrashedError(message, console);
+    case "GUEST_SETUP_FAILED":
+      return new GuestSetupError(message, console);
+    default:
+      return new VmmFailedError(message, console);
+  }
+}
+
+function nativeConfig(options: VmOptions): object {
+  const backend = options.backend ?? "qemu";
+  const paths = runtimePaths();
+  const usesBuiltinRoot = options.rootPath === undefined;
+  return {
+    ...options,
+    backend,
+    accel: options.accel ?? "auto",
+    cpus: options.cpus ?? VM_DEFAULTS.cpus,
+    memoryMiB: options.memoryMiB ?? VM_DEFAULTS.memoryMiB,
+    bootTimeoutMs: options.bootTimeoutMs ?? VM_DEFAULTS.bootTimeoutMs,
+    workdir: options.workdir ?? VM_DEFAULTS.workdir,
+    consoleLimitBytes: options.consoleLimitBytes ?? VM_DEFAULTS.consoleLimitBytes,
+    rootPath: options.rootPath ?? defaultImage(),
+    rootReadOnly: options.rootReadOnly ?? usesBuiltinRoot,
+    env: Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`),
+    ...(backend === "qemu"
+      ? { kernelPath: paths.kernel, initrdPath: paths.initrd, accelCachePath: accelCachePath(), ...qemuPrograms() }
+      : {}),
+  };
+}
+
+function toKrunboxError(err: unknown): unknown {
+  const e = err as { code?: string; field?: string; message?: string };
+  if (e?.code === "ERR_KRUNBOX_CONFIG") return new ConfigError(e.field ?? "config", e.message ?? "invalid config");
+  if (e?.code === "ERR_KRUNBOX_SPAWN") return new VmmFailedError(e.message ?? "cannot start the runner");
+  return err;
+}
+
+/**
+ * A running microVM. Start it with `VirtualMachine.start()`; `exited`
+ * settles when it ends (rejecting with a typed error if it failed).
+ * Events: "state" (VmState), "accel" ({ accel, reason }).
+ */
+export class VirtualMachine extends EventEmitter {
+  readonly exited: Promise<VmExit>;
+  /** Resolves when the guest agent is up (rejects like `exited` if it never is). */
+  readonly ready: Promise<void>;
+  state: VmState = "booting";
+  /** "kvm" or "tcg" once known. */
+  accel: string | undefined;
+  readonly pid: number;
+
+  #native: NativeVm;
+  #backend: string;
+  #result: VmExit | KrunboxError | undefined;
+
+  private constructor(options: VmOptions) {
+    super();
+    this.#backend = options.backend ?? "qemu";
+    let resolveExit!: (e: VmExit) => void, rejectExit!: (e: Error) => void;
+    let resolveReady!: () => void, rejectReady!: (e: Error) => void;
+    this.exited = new Promise((res, rej) => ((resolveExit = res), (rejectExit = rej)));
+    this.ready = new Promise((res, rej) => ((resolveReady = res), (rejectReady = rej)));
+    // Nobody may await `ready`; its rejection is reported through `exited`.
+    this.ready.catch(() => {});
+    const onEvent = (line: string) => {
+      let ev: RunnerEvent;
+      try {
+        ev = JSON.parse(line) as RunnerEvent;
+      } catch {
+        return;
+      }
+      switch (ev.event) {
+        case "booting":
+          this.accel = String(ev.accel);
+          break;
+        case "accel":
+          this.accel = String(ev.accel);
+          this.emit("accel", { accel: ev.accel, reason: ev.reason });
+          break;
+        case "ready":
+          this.#setState("running");
+          resolveReady();
+          break;
+        case "exit":
+          this.#result = {
+            code: typeof ev.code === "number" ? ev.code : null,
+            signal: typeof ev.signal === "number" ? ev.signal : null,
+            stopped: ev.stopped === true,
+            forced: ev.forced === true,
+          };
+          break;
+        case "error":
+          this.#result = errorFromRunner(ev);
+          break;
+        case "runner-exit": {
+          const result = this.#result ?? this.#resultFromRunnerExit(ev);
+          if (result instanceof Error) {
+            this.#setState("failed");
+            rejectReady(result);
+            rejectExit(result);
+          } else {
+            this.#setState("exited");
+            rejectReady(new VmmFailedError("the VM ended before its guest agent was ready"));
+            resolveExit(result);
+          }
+          break;
+        }
+      }
+    };
+    try {
+      this.#native = new (loadNative().Vm)(runtimePaths().runner, nativeConfig(options), onEvent);
+      this.pid = this.#native.start();
+    } catch (err) {
+      throw toKrunboxError(err);
+    }
+  }
+
+  /** Boots a VM; throws ConfigError (naming the field) before anything starts. */
+  static start(options: VmOptions): VirtualMachine {
+    return new VirtualMachine(options);
+  }
+
+  // libkrun's krun_start_enter exits the runner with the workload's status;
+  // the qemu runner always reports an "exit" or "error" event first.
+  #resultFromRunnerExit(ev: RunnerEvent): VmExit | KrunboxError {
+    const stopped = this.state === "stopping";
+    if (this.#backend === "libkrun" && typeof ev.code === "number")
+      return { code: ev.code, signal: null, stopped, forced: false };
+    if (stopped) return { code: null, signal: null, stopped: true, forced: true };
+    return new VmmFailedError(`krunbox-runner ended unexpectedly (${JSON.stringify(ev)})`);
+  }
+
+  #setState(state: VmState) {
+    if (this.state === state) return;
+    this.state = state;
+    this.emit("state", state);
+  }
+
+  /**
+   * Asks the guest to power off (its command gets SIGTERM), kills the VM if
+   * it has not ended after `graceMs`, and resolves with the exit. Idempotent.
+   */
+  async stop(graceMs = 5000): Promise<VmExit | undefined> {
+    if (this.state === "booting" || this.state === "running") {
+      this.#setState("stopping");
+      this.#native.stop(graceMs);
+    }
+    return this.exited.catch(() => undefined);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}

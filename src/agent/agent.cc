@@ -1,0 +1,281 @@
+// krunbox-agent: the guest's PID 1 in the qemu backend (static binary in
+// the initramfs), and `krunbox-agent --under-init`, the workload of libkrun's
+// own init in the libkrun backend.
+//
+// Boot: (as PID 1) mount /dev, /proc, /sys and load the virtio/virtio-fs/
+// vsock modules; dial the runner on vsock (host CID 2, port 1024); mount a
+// tmpfs at /run and the VM's virtio-fs tree in it; build the workload's root (bind, or overlayfs with a tmpfs upper
+// when the host folder is read-only); mount the shares; serve execs on vsock
+// port 1025 (exec_server.h) and say "ready". With a configured command it
+// runs that too, reports "exit N" / "signal N" when it ends and powers off
+// (under libkrun: exits with the command's status); without one it serves
+// until the host says "poweroff".
+//
+// Run as any other PID, it is a small vsock tool for workloads and tests:
+//   krunbox-agent vsock-connect PORT   stdio <-> host port PORT
+//   krunbox-agent vsock-listen PORT    stdio <-> first connection on PORT
+//   krunbox-agent vsock-echo PORT      echo every connection on PORT back
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "agent/setup.h"
+#include "agent/exec_server.h"
+#include "agent/process.h"
+#include "agent/vsock.h"
+#include "common/agent_ports.h"
+#include "common/guest_config.h"
+
+namespace agent {
+namespace {
+
+using krunbox::GuestConfig;
+using krunbox::GuestMount;
+using krunbox::kControlPort;
+using krunbox::kExecPort;
+
+constexpr int kStopGraceMs = 3000;
+
+void LoadModules() {
+  std::ifstream order("/lib/modules/order");
+  std::string name;
+  while (std::getline(order, name)) {
+    if (name.empty()) continue;
+    const std::string path = "/lib/modules/" + name;
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) Fail("open " + path);
+    if (syscall(SYS_finit_module, fd, "", 0) != 0 && errno != EEXIST) Fail("load module " + name);
+    close(fd);
+  }
+}
+
+int DialHost(uint32_t port) {
+  // The virtio-vsock device may still be probing right after module load.
+  for (int i = 0; i < 500; i++) {
+    int fd = VsockConnect(port);
+    if (fd >= 0) return fd;
+    usleep(10000);
+  }
+  Fail("connect to the host on vsock port " + std::to_string(port));
+}
+
+GuestConfig ReadConfig() {
+  std::ifstream in(std::string(kTreeDir) + "/config.json");
+  if (!in) Fail("open config.json");
+  std::stringstream text;
+  text << in.rdbuf();
+  return krunbox::GuestConfigFromJson(text.str());
+}
+
+void BuildRoot(const GuestConfig& cfg) {
+  const std::string tree = kTreeDir;
+  MkdirP(kNewRoot);
+  if (cfg.rootReadOnly) {
+    // The host folder stays untouched: writes land in a tmpfs upper layer.
+    // virtio-fs submounts are automount points, which overlayfs refuses as
+    // a layer; a bind mount resolves it to the mounted root.
+    const std::string work = kWorkDir;
+    MkdirP(work + "/lower");
+    Mount((tree + "/root").c_str(), work + "/lower", nullptr, MS_BIND | MS_REC, nullptr);
+    MkdirP(work + "/overlay");
+    Mount("tmpfs", work + "/overlay", "tmpfs", 0, "mode=0755");
+    MkdirP(work + "/overlay/upper");
+    MkdirP(work + "/overlay/work");
+    const std::string opts =
+        "lowerdir=" + work + "/lower,upperdir=" + work + "/overlay/upper,workdir=" + work + "/overlay/work";
+    Mount("overlay", kNewRoot, "overlay", 0, opts.c_str());
+  } else {
+    Mount((tree + "/root").c_str(), kNewRoot, nullptr, MS_BIND | MS_REC, nullptr);
+  }
+  for (const GuestMount& m : cfg.mounts) {
+    const std::string target = std::string(kNewRoot) + m.target;
+    MkdirP(target);
+    if (m.kind == GuestMount::Kind::Tmpfs) {
+      const std::string opts = "mode=1777,size=" + std::to_string(m.sizeMiB) + "m";
+      Mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str());
+      continue;
+    }
+    Mount((tree + "/" + m.source).c_str(), target, nullptr, MS_BIND | MS_REC, nullptr);
+    if (m.readOnly)
+      Mount(nullptr, target, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr);
+  }
+  for (const char* d : {"/proc", "/sys", "/dev"}) MkdirP(std::string(kNewRoot) + d);
+  Mount("proc", std::string(kNewRoot) + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+  Mount("sysfs", std::string(kNewRoot) + "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+  Mount("devtmpfs", std::string(kNewRoot) + "/dev", "devtmpfs", MS_NOSUID, nullptr);
+  MkdirP(std::string(kNewRoot) + "/tmp");
+  Mount("tmpfs", std::string(kNewRoot) + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+}
+
+// The one event loop of PID 1: reaps every child (orphans re-parent to us),
+// serves execs, and watches the host's control line. Returns the configured
+// command's wait status, or nullopt when there was none and the host asked
+// to power off.
+std::optional<int> Serve(ExecServer& execs, pid_t command, int control) {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGCHLD);
+  const int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+  std::string line;
+  bool stopping = false;
+  std::optional<int> commandStatus;
+  for (;;) {
+    int status;
+    pid_t p;
+    while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
+      if (p == command) commandStatus = status;
+      else execs.OnExit(p, status);
+    }
+    if (commandStatus && !stopping) return commandStatus;
+    if (stopping && (command < 0 || commandStatus) && execs.Idle()) return commandStatus;
+
+    std::vector<pollfd> fds = {{sfd, POLLIN, 0}};
+    if (control >= 0) fds.push_back({control, POLLIN, 0});
+    execs.AddPollFds(fds);
+    int timeout = stopping ? kStopGraceMs : execs.NextTimeoutMs();
+    const int n = poll(fds.data(), fds.size(), timeout);
+    if (n == 0 && stopping) {
+      // The grace period is over: nothing may delay the power-off.
+      if (command > 0) kill(-command, SIGKILL), kill(command, SIGKILL);
+      execs.KillAll(SIGKILL);
+    }
+    signalfd_siginfo si;
+    while (read(sfd, &si, sizeof si) == sizeof si) {
+    }
+    if (control >= 0 && fds[1].revents) {
+      char chunk[256];
+      const ssize_t r = read(control, chunk, sizeof chunk);
+      if (r <= 0) {
+        close(control);  // the host side is gone; nothing to report to
+        control = -1;
+      } else {
+        line.append(chunk, static_cast<size_t>(r));
+        if (line.find("poweroff\n") != std::string::npos && !stopping) {
+          stopping = true;
+          // The command may not have made its process group yet.
+          if (command > 0) kill(command, SIGTERM), kill(-command, SIGTERM);
+          execs.KillAll(SIGTERM);
+        }
+        if (line.size() > 4096) line.clear();
+      }
+    }
+    execs.Handle(fds);
+    execs.ExpireTimeouts();
+  }
+}
+
+// As PID 1, a reboot ends the VM at once (reboot=t and QEMU's -no-reboot).
+// Under libkrun's init, the VM ends when the agent exits.
+[[noreturn]] void PowerOff(bool pid1, int code) {
+  sync();
+  if (!pid1) _exit(code);
+  reboot(RB_AUTOBOOT);
+  for (;;) pause();
+}
+
+ExecSpec CommandSpec(const GuestConfig& cfg) {
+  ExecSpec spec;
+  spec.argv = cfg.command;
+  spec.env = cfg.env;
+  spec.cwd = cfg.workdir;
+  return spec;
+}
+
+// pid1: the qemu backend's initramfs; otherwise the workload of libkrun's
+// own init, which has mounted /dev, /proc and /sys and whose kernel has the
+// drivers built in.
+[[noreturn]] void RunInit(bool pid1) {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+  // Orphans re-parent to us even when we are not PID 1.
+  if (!pid1) prctl(PR_SET_CHILD_SUBREAPER, 1);
+  int control = -1;
+  int code = 0;
+  try {
+    if (pid1) {
+      MkdirP("/dev");
+      Mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, nullptr);
+      int con = open("/dev/console", O_RDWR | O_CLOEXEC);
+      if (con >= 0) {
+        for (int fd = 0; fd < 3; fd++) dup2(con, fd);
+        close(con);
+      }
+      MkdirP("/proc");
+      Mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+      MkdirP("/sys");
+      Mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+      LoadModules();
+    }
+    control = DialHost(kControlPort);
+    Mount("tmpfs", kWorkDir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
+    MkdirP(kTreeDir);
+    // Read-write: the host decides what is read-only, per share.
+    Mount("krunbox", kTreeDir, "virtiofs", 0, nullptr);
+    const GuestConfig cfg = ReadConfig();
+    BuildRoot(cfg);
+    ExecServer execs(kExecPort);
+    WriteAll(control, "ready\n");
+    const ExecSpec spec = CommandSpec(cfg);
+    pid_t command = -1;
+    if (!spec.argv.empty()) {
+      // The console has no input side: reading it would block forever.
+      const int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+      command = Launch(spec, devnull, 1, 2);
+      close(devnull);
+      if (command < 0) Fail("fork");
+    }
+    const std::optional<int> status = Serve(execs, command, control);
+    std::string report = "exit 0";
+    if (status) {
+      report = WIFSIGNALED(*status) ? "signal " + std::to_string(WTERMSIG(*status))
+                                    : "exit " + std::to_string(WEXITSTATUS(*status));
+      code = WIFSIGNALED(*status) ? 128 + WTERMSIG(*status) : WEXITSTATUS(*status);
+    }
+    WriteAll(control, report + "\n");
+  } catch (const std::exception& e) {
+    Log(e.what());
+    if (control >= 0) WriteAll(control, std::string("error ") + e.what() + "\n");
+    code = 125;
+  }
+  PowerOff(pid1, code);
+}
+
+}  // namespace
+}  // namespace agent
+
+int main(int argc, char** argv) {
+  if (getpid() == 1) agent::RunInit(true);
+  if (argc == 2 && std::string(argv[1]) == "--under-init") agent::RunInit(false);
+  if (argc == 3) {
+    const std::string mode = argv[1];
+    if (mode == "vsock-connect" || mode == "vsock-listen" || mode == "vsock-echo") {
+      try {
+        return agent::VsockTool(mode, static_cast<uint32_t>(strtoul(argv[2], nullptr, 10)));
+      } catch (const std::exception& e) {
+        agent::Log(e.what());
+        return 1;
+      }
+    }
+  }
+  fprintf(stderr, "usage: krunbox-agent vsock-connect|vsock-listen|vsock-echo PORT\n");
+  return 2;
+}

@@ -1,0 +1,36 @@
+#include "agent/setup.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sstream>
+
+namespace agent {
+
+void Fail(const std::string& what) { throw SetupError(what + ": " + strerror(errno)); }
+
+void Log(const std::string& msg) {
+  const std::string line = "krunbox-agent: " + msg + "\n";
+  (void)!write(2, line.data(), line.size());
+}
+
+void MkdirP(const std::string& path) {
+  std::string cur;
+  std::stringstream ss(path);
+  std::string part;
+  while (std::getline(ss, part, '/')) {
+    if (part.empty()) continue;
+    cur += "/" + part;
+    if (mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) Fail("mkdir " + cur);
+  }
+}
+
+void Mount(const char* src, const std::string& target, const char* type, unsigned long flags, const char* data) {
+  if (mount(src, target.c_str(), type, flags, data) != 0)
+    Fail(std::string("mount ") + (type ? type : "bind") + " at " + target);
+}
+
+}  // namespace agent

@@ -1,0 +1,13 @@
+// vsock ports of the guest agent, reserved in every VM: the agent dials the
+// runner on kControlPort as soon as the guest is up (control.h has the line
+// protocol) and serves execs on kExecPort (exec_protocol.h).
+#pragma once
+
+#include <cstdint>
+
+namespace krunbox {
+
+constexpr uint32_t kControlPort = 1024;
+constexpr uint32_t kExecPort = 1025;
+
+}  // namespace krunbox

@@ -1,0 +1,56 @@
+#include "common/guest_config.h"
+
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+namespace krunbox {
+
+using nlohmann::json;
+
+std::string GuestConfigToJson(const GuestConfig& c) {
+  json mounts = json::array();
+  for (const GuestMount& m : c.mounts) {
+    if (m.kind == GuestMount::Kind::Tmpfs)
+      mounts.push_back({{"type", "tmpfs"}, {"target", m.target}, {"sizeMiB", m.sizeMiB}});
+    else
+      mounts.push_back({{"type", "share"}, {"source", m.source}, {"target", m.target}, {"readOnly", m.readOnly}});
+  }
+  return json{{"command", c.command},
+              {"env", c.env},
+              {"workdir", c.workdir},
+              {"rootReadOnly", c.rootReadOnly},
+              {"mounts", mounts}}
+      .dump();
+}
+
+GuestConfig GuestConfigFromJson(const std::string& text) {
+  try {
+    const json j = json::parse(text);
+    GuestConfig c;
+    c.command = j.at("command").get<std::vector<std::string>>();
+    c.env = j.at("env").get<std::vector<std::string>>();
+    c.workdir = j.at("workdir").get<std::string>();
+    c.rootReadOnly = j.at("rootReadOnly").get<bool>();
+    for (const json& m : j.at("mounts")) {
+      GuestMount mount;
+      const std::string type = m.at("type").get<std::string>();
+      mount.target = m.at("target").get<std::string>();
+      if (type == "tmpfs") {
+        mount.kind = GuestMount::Kind::Tmpfs;
+        mount.sizeMiB = m.at("sizeMiB").get<uint32_t>();
+      } else if (type == "share") {
+        mount.source = m.at("source").get<std::string>();
+        mount.readOnly = m.at("readOnly").get<bool>();
+      } else {
+        throw std::runtime_error("unknown mount type \"" + type + "\"");
+      }
+      c.mounts.push_back(mount);
+    }
+    return c;
+  } catch (const json::exception& e) {
+    throw std::runtime_error(std::string("malformed guest config: ") + e.what());
+  }
+}
+
+}  // namespace krunbox

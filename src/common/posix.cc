@@ -1,0 +1,73 @@
+#include "common/posix.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+namespace krunbox {
+
+void Fd::reset(int fd) {
+  if (fd_ >= 0) close(fd_);
+  fd_ = fd;
+}
+
+int64_t NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+void SetNonBlocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+short PollEvents(const std::vector<pollfd>& fds, int fd) {
+  if (fd < 0) return 0;
+  for (const pollfd& p : fds)
+    if (p.fd == fd) return p.revents;
+  return 0;
+}
+
+bool WriteAll(int fd, const std::string& data) {
+  size_t off = 0;
+  while (off < data.size()) {
+    const ssize_t n = write(fd, data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+namespace {
+
+bool RemoveEntry(int dirFd, const char* name, dev_t onlyDev, bool sameDevice) {
+  struct stat st;
+  if (fstatat(dirFd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return errno == ENOENT;
+  if (!S_ISDIR(st.st_mode)) return unlinkat(dirFd, name, 0) == 0 || errno == ENOENT;
+  if (sameDevice && st.st_dev != onlyDev) return false;
+  Fd fd(openat(dirFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return false;
+  DIR* d = fdopendir(fd.get());
+  if (!d) return false;
+  fd.release();  // owned by `d` now
+  bool ok = true;
+  while (dirent* e = readdir(d)) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    ok = RemoveEntry(dirfd(d), e->d_name, onlyDev, sameDevice) && ok;
+  }
+  closedir(d);
+  return (unlinkat(dirFd, name, AT_REMOVEDIR) == 0 || errno == ENOENT) && ok;
+}
+
+}  // namespace
+
+bool RemoveTreeAt(int dirFd, const char* name, bool sameDevice) {
+  struct stat st;
+  if (fstatat(dirFd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return errno == ENOENT;
+  return RemoveEntry(dirFd, name, st.st_dev, sameDevice);
+}
+
+}  // namespace krunbox

@@ -1,0 +1,31 @@
+// The QEMU command line of one VM (-M microvm, one vhost-user-fs and one
+// vhost-user-vsock device), built from its config without touching the host.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/vm_config.h"
+
+namespace krunbox {
+
+// The runner's sockets and FIFOs QEMU connects to.
+struct QemuEndpoints {
+  std::string consoleFifo;  // base path of the console's .in/.out FIFOs
+  std::string fsSocket;     // virtiofsd's vhost-user socket
+  std::string vsockSocket;  // vhost-device-vsock's vhost-user socket
+};
+
+// `tscKhz`: the host's TSC rate, passed to TCG guests so that they never
+// calibrate it against the emulated PIT (which can hang the boot).
+std::vector<std::string> QemuArgs(const VmConfig& c, Accel accel, const QemuEndpoints& endpoints,
+                                  std::optional<long> tscKhz);
+
+// The "cpu MHz" of the first CPU in /proc/cpuinfo's text, in kHz.
+std::optional<long> ParseTscKhz(const std::string& cpuinfo);
+
+// QEMU option lists split on ','; a literal comma in a value is written ",,".
+std::string QemuOptValue(const std::string& value);
+
+}  // namespace krunbox

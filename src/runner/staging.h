@@ -1,0 +1,43 @@
+// The host side of a VM's file sharing: a private run folder for sockets and
+// logs, and the one tree that a single virtio-fs device exports.
+#pragma once
+
+#include <string>
+
+#include "common/guest_config.h"
+#include "common/vm_config.h"
+#include "runner/util.h"
+
+namespace krunbox {
+
+// A folder under the per-user base ($KRUNBOX_RUN_DIR, else
+// $TMPDIR/krunbox-<uid>) held by an flock for the runner's lifetime. Folders
+// whose runner was killed (no lock holder) are swept by the next runner.
+class RunDir {
+ public:
+  RunDir();
+  ~RunDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  Fd lock_;
+};
+
+// Enters a private mount namespace and builds, at `dir`, the tree the guest
+// mounts from its single virtio-fs device:
+//   config.json   what the guest agent runs (GuestConfigFor below)
+//   root/         bind of config.rootPath
+//   shares/<i>/   bind of config.shares[i].hostPath
+// Read-only folders are read-only bind mounts (recursively): the host kernel
+// refuses the writes whatever the guest or the file server does. One device
+// for all shares keeps interrupt lines and helper processes to one per VM.
+void BuildSharedTree(const VmConfig& config, const std::string& dir);
+
+// Detaches the tree (it lives only in the runner's namespace anyway).
+void UnmountSharedTree(const std::string& dir);
+
+// The guest agent's part of the config, as written to config.json.
+GuestConfig GuestConfigFor(const VmConfig& config);
+
+}  // namespace krunbox

@@ -1,0 +1,95 @@
+#include "runner/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+namespace krunbox {
+
+void ThrowErrno(const std::string& code, const std::string& what) {
+  throw RunnerError(code, what + ": " + strerror(errno));
+}
+
+std::string FileTail(const std::string& path, size_t max) {
+  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return "";
+  struct stat st;
+  if (fstat(fd.get(), &st) != 0) return "";
+  const off_t start = st.st_size > static_cast<off_t>(max) ? st.st_size - static_cast<off_t>(max) : 0;
+  std::string out(static_cast<size_t>(st.st_size - start), '\0');
+  ssize_t n = pread(fd.get(), out.data(), out.size(), start);
+  out.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  return out;
+}
+
+pid_t SpawnHelper(const std::vector<std::string>& argv, const std::string& logPath) {
+  std::vector<char*> cargv;
+  for (const std::string& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  const pid_t parent = getpid();
+  // The runner is single-threaded when it spawns, so fork() is safe; the
+  // child only calls async-signal-safe functions before exec.
+  const pid_t pid = fork();
+  if (pid < 0) ThrowErrno("SPAWN_FAILED", "fork " + argv[0]);
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    signal(SIGPIPE, SIG_DFL);
+    int in = open("/dev/null", O_RDONLY);
+    int log = open(logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (in < 0 || log < 0) _exit(127);
+    dup2(in, 0);
+    dup2(log, 1);
+    dup2(log, 2);
+    close_range(3, ~0U, 0);
+    execv(cargv[0], cargv.data());
+    const char msg[] = "krunbox-runner: exec failed\n";
+    (void)!write(2, msg, sizeof msg - 1);
+    _exit(127);
+  }
+  return pid;
+}
+
+static sockaddr_un UnixAddr(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path)
+    throw RunnerError("SETUP_FAILED", "socket path too long: " + path);
+  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  return addr;
+}
+
+Fd ListenUnix(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode))
+      throw RunnerError("SETUP_FAILED", path + " exists and is not a socket; remove it or choose another path");
+    unlink(path.c_str());
+  }
+  Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd.valid()) ThrowErrno("SETUP_FAILED", "socket");
+  sockaddr_un addr = UnixAddr(path);
+  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    ThrowErrno("SETUP_FAILED", "bind " + path);
+  if (listen(fd.get(), 64) != 0) ThrowErrno("SETUP_FAILED", "listen " + path);
+  return fd;
+}
+
+Fd ConnectUnix(const std::string& path) {
+  Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return fd;
+  sockaddr_un addr = UnixAddr(path);
+  if (connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) fd.reset();
+  return fd;
+}
+
+}  // namespace krunbox

@@ -1,0 +1,43 @@
+// The runner's own helpers: errno-carrying errors, child processes tied to
+// the runner's lifetime, Unix sockets.
+#pragma once
+
+#include <sys/types.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "common/posix.h"
+
+namespace krunbox {
+
+// An error the runner reports to the addon as {"event":"error","code":...}.
+class RunnerError : public std::runtime_error {
+ public:
+  RunnerError(std::string code, const std::string& message)
+      : std::runtime_error(message), code_(std::move(code)) {}
+  const std::string& code() const { return code_; }
+
+ private:
+  std::string code_;
+};
+
+// Throws RunnerError{code} with strerror(errno) appended.
+[[noreturn]] void ThrowErrno(const std::string& code, const std::string& what);
+
+
+// Last `max` bytes of a file, for error messages (console, daemon logs).
+std::string FileTail(const std::string& path, size_t max);
+
+// fork + exec of a helper (VMM, daemons). The child dies with the runner
+// (PR_SET_PDEATHSIG), starts with default signal handling and an empty
+// signal mask, and gets only stdin=/dev/null and stdout+stderr=logPath.
+pid_t SpawnHelper(const std::vector<std::string>& argv, const std::string& logPath);
+
+// Listening Unix stream socket at `path` (a stale socket file is replaced;
+// any other file there is an error).
+Fd ListenUnix(const std::string& path);
+Fd ConnectUnix(const std::string& path);
+
+}  // namespace krunbox
