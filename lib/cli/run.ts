@@ -2,7 +2,7 @@
 import { parseArgs } from "node:util";
 import { pullImage } from "../images/cache.js";
 import { Sandbox } from "../sandbox/sandbox.js";
-import type { VolumeSpec } from "../volumes/volumes.js";
+import type { VolumeSpec } from "../volumes/spec.js";
 import { keyValues, usage } from "./args.js";
 import { progressBar } from "./progress.js";
 

@@ -1,13 +1,9 @@
-// Validation of every user option (zod), with errors that name the field.
-import path from "node:path";
+// Validation of every user option (zod, strict), with errors that name the field.
 import { z } from "zod";
 import { ConfigError } from "../errors.js";
 import { VM_DEFAULTS } from "../vm/defaults.js";
-import type { VolumeSpec } from "../volumes/volumes.js";
-
-const absolutePath = z.string().refine((p) => path.isAbsolute(p) && path.normalize(p) === p, {
-  message: "must be an absolute, normalized path such as /work",
-});
+import { absolutePath } from "../vm/options.js";
+import { volumesSchema, type VolumeSpec } from "../volumes/spec.js";
 const envRecord = z.record(
   z.string().regex(/^[^=\0]+$/, "names must be non-empty and contain no '=' or NUL"),
   z.string().refine((v) => !v.includes("\0"), "values must not contain NUL"),
@@ -38,8 +34,7 @@ export const sandboxOptionsSchema = z
           .strict(),
       ])
       .optional(),
-    /** Checked entry by entry by resolveVolumes (lib/volumes.ts). */
-    volumes: z.array(z.any()).max(64).default([]),
+    volumes: volumesSchema.default([]),
   })
   .strict();
 export type SandboxOptions = Omit<z.input<typeof sandboxOptionsSchema>, "volumes"> & { volumes?: VolumeSpec[] };
@@ -51,11 +46,19 @@ export type ResolvedSandboxOptions = z.output<typeof sandboxOptionsSchema> & {
   imageDigest?: string;
 };
 
+// The highest uid/gid: (uid_t)-1 means "leave unchanged" to setuid() and friends.
+export const MAX_ID = 2 ** 32 - 2;
+const validId = (id: string) => !/^\d+$/.test(id) || Number(id) <= MAX_ID;
+const userSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9._][A-Za-z0-9._-]*(:\d+)?$/, "must be a user name or uid, optionally :gid")
+  .refine((u) => u.split(":").every(validId), { message: `uids and gids go from 0 to ${MAX_ID}` });
+
 export const execOptionsSchema = z
   .object({
     env: envRecord.default({}),
     cwd: absolutePath.optional(),
-    user: z.string().regex(/^[A-Za-z0-9._-]+(:\d+)?$/, "must be a user name or uid, optionally :gid").optional(),
+    user: userSchema.optional(),
     stdin: z.union([z.string(), z.instanceof(Buffer), z.instanceof(Uint8Array), z.literal("pipe"), z.literal("ignore")]).optional(),
     timeoutMs: z.number().int().min(1).max(2 ** 31 - 1).optional(),
     signal: z.instanceof(AbortSignal).optional(),
@@ -65,15 +68,6 @@ export const execOptionsSchema = z
   .strict();
 export type ExecOptions = z.input<typeof execOptionsSchema>;
 export type ParsedExecOptions = z.output<typeof execOptionsSchema>;
-
-/** Parses with `schema`; throws ConfigError naming the first bad field. */
-export function parseOptions<S extends z.ZodTypeAny>(schema: S, value: unknown, prefix: string): z.output<S> {
-  const result = schema.safeParse(value ?? {});
-  if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  const field = [prefix, ...issue.path.map(String)].filter(Boolean).join(".");
-  throw new ConfigError(field || prefix, `${field || prefix}: ${issue.message}`);
-}
 
 export function checkArgv(command: unknown, args: unknown): string[] {
   if (typeof command !== "string" || command === "" || command.includes("\0"))
