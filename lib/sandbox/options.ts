@@ -2,6 +2,7 @@
 import { z } from "zod";
 import { ConfigError } from "../errors.js";
 import { VM_DEFAULTS } from "../vm/defaults.js";
+import { imagePullFields } from "../images/cache.js";
 import { absolutePath } from "../vm/options.js";
 import { volumesSchema, type VolumeSpec } from "../volumes/spec.js";
 const envRecord = z.record(
@@ -24,14 +25,7 @@ export const sandboxOptionsSchema = z
       .union([
         z.string().min(1),
         z.object({ dir: z.string().min(1) }).strict(),
-        z
-          .object({
-            ref: z.string().min(1),
-            pullPolicy: z.enum(["if-missing", "always", "never"]).optional(),
-            credentials: z.object({ username: z.string(), password: z.string() }).strict().optional(),
-            insecure: z.boolean().optional(),
-          })
-          .strict(),
+        z.object({ ref: z.string().min(1), ...imagePullFields }).strict(),
       ])
       .optional(),
     volumes: volumesSchema.default([]),

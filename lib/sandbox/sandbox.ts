@@ -152,8 +152,8 @@ export class Sandbox extends EventEmitter {
       resolved.root = dir;
     } else if (image) {
       // An OCI image: its config's Env, WorkingDir and User become defaults.
-      const spec = typeof image === "string" ? { ref: image } : image;
-      const pulled = await pullImage(spec.ref, spec);
+      const { ref, ...pull } = typeof image === "string" ? { ref: image } : image;
+      const pulled = await pullImage(ref, pull);
       resolved.root = pulled.rootfs;
       resolved.imageDigest = pulled.digest;
       const imageEnv = Object.fromEntries(pulled.config.env.map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));

@@ -32,7 +32,9 @@ std::string FileTail(const std::string& path, size_t max);
 
 // fork + exec of a helper (VMM, daemons). The child dies with the runner
 // (PR_SET_PDEATHSIG), starts with default signal handling and an empty
-// signal mask, and gets only stdin=/dev/null and stdout+stderr=logPath.
+// signal mask, and gets only stdin=/dev/null and stdout+stderr=logPath. Its
+// open files are bounded (RLIMIT_NOFILE, without CAP_SYS_RESOURCE to raise
+// it), since the guest decides how many virtiofsd keeps.
 pid_t SpawnHelper(const std::vector<std::string>& argv, const std::string& logPath);
 
 // Listening Unix stream socket at `path` (a stale socket file is replaced;
