@@ -5,10 +5,11 @@
 import { z } from "zod";
 import { ConfigError } from "./errors.js";
 
-/** "volumes", 0, "target" -> "volumes[0].target". */
+/** "volumes", 0, "target" -> "volumes[0].target"; an empty key reads [""]. */
 export function fieldName(prefix: string, path: readonly (string | number)[]): string {
   let out = prefix;
-  for (const part of path) out += typeof part === "number" ? `[${part}]` : out ? `.${part}` : part;
+  for (const part of path)
+    out += typeof part === "number" ? `[${part}]` : part === "" ? '[""]' : out ? `.${part}` : part;
   return out;
 }
 

@@ -196,7 +196,7 @@ describe("sandbox lifecycle", () => {
     }
     await waitFor("VM processes to end", () => vmProcesses().length === 0 || undefined);
     expect(runDirEntries()).toEqual([]);
-    expect(sandboxSockets().length).toBe(sockets);
+    expect(sandboxSockets().length).toBeLessThanOrEqual(sockets); // stale ones of killed programs get swept
     expect(openFds()).toBeLessThanOrEqual(fds + 2);
   });
 });

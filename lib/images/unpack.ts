@@ -296,7 +296,8 @@ export async function applyLayer(root: string, file: string, compression: Compre
     }
   } finally {
     if (current?.fd !== undefined) fs.closeSync(current.fd);
-    input.destroy(); // a refused layer is not read to its end
+    // A refused layer is not read to its end; its file is closed before we return.
+    if (!input.closed) await new Promise<void>((r) => input.destroy().once("close", () => r()));
   }
   if (current || !ended) throw new UnsafeLayerError("the layer's tar is truncated");
   return { skipped };

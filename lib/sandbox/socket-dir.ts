@@ -34,7 +34,8 @@ export function createSocketDir(): SocketDir {
 }
 
 // Only our own folders (the temp folder is shared with other users), only
-// once they are past the grace period and nobody holds their lock.
+// those with a lock (older krunbox versions made none: their folder may be
+// in use), once past the grace period and when nobody holds the lock.
 function sweepStale(): void {
   const tmp = os.tmpdir();
   const uid = process.getuid?.();
@@ -45,10 +46,11 @@ function sweepStale(): void {
       const st = fs.lstatSync(dir);
       if (!st.isDirectory() || st.uid !== uid || Date.now() - st.mtimeMs < GRACE_MS) continue;
       const lockFile = path.join(dir, "lock");
-      const lock = fs.existsSync(lockFile) ? loadNative().flock(lockFile, true) : undefined;
+      if (!fs.existsSync(lockFile)) continue;
+      const lock = loadNative().flock(lockFile, true);
       if (lock === -1) continue; // its sandbox is alive
       fs.rmSync(dir, { recursive: true, force: true });
-      if (lock !== undefined) loadNative().unlock(lock);
+      loadNative().unlock(lock);
     } catch {
       // removed meanwhile, or not ours to touch
     }
