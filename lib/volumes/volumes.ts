@@ -2,18 +2,46 @@
 // under ~/.krunbox/volumes, and size-limited tmpfs mounts.
 import fs from "node:fs";
 import path from "node:path";
+import { z } from "zod";
 import { ConfigError, FsError, PathEscapeError, QuotaNotSupportedError, VolumeExistsError, VolumeInUseError, VolumeNotFoundError } from "../errors.js";
 import { loadNative } from "../vm/native.js";
 import { createDisk, ensureMounted, resizeDisk, unmount } from "./quota.js";
 import { krunboxHome } from "../vm/runtime.js";
 import { VM_DEFAULTS } from "../vm/defaults.js";
 
-export type VolumeSpec =
-  | { type: "bind"; source: string; target: string; readonly?: boolean }
-  | { type: "named"; name: string; target: string; readonly?: boolean }
-  | { type: "tmpfs"; target: string; sizeMiB?: number }
-  /** Docker style: "./src:/src", "/abs:/dst:ro", "name:/data" (no "/" or "." first: a named volume). */
-  | string;
+/**
+ * The shape of one volume. resolveVolumes checks the meaning (paths exist,
+ * targets are absolute and distinct, names are valid) and names the field.
+ */
+export const volumeSpecSchema = z.union([
+  z
+    .string()
+    .describe('Docker style: "./src:/src", "/abs:/dst:ro", "name:/data" (a source without "/" or "." first names a named volume)'),
+  z
+    .object({
+      type: z.literal("bind"),
+      source: z.string().describe("host folder"),
+      target: z.string().describe("absolute path in the guest"),
+      readonly: z.boolean().optional(),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal("named"),
+      name: z.string().describe("volume name; created on first use"),
+      target: z.string().describe("absolute path in the guest"),
+      readonly: z.boolean().optional(),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal("tmpfs"),
+      target: z.string().describe("absolute path in the guest"),
+      sizeMiB: z.number().int().optional().describe(`size limit, default ${VM_DEFAULTS.tmpfsSizeMiB} MiB`),
+    })
+    .strict(),
+]);
+export type VolumeSpec = z.input<typeof volumeSpecSchema>;
 
 export interface VolumeInfo {
   name: string;
@@ -263,7 +291,7 @@ export interface ResolvedVolumes {
   named: string[];
 }
 
-function parseDockerStyle(spec: string, field: string): Exclude<VolumeSpec, string> {
+export function parseDockerStyle(spec: string, field: string): Exclude<VolumeSpec, string> {
   const parts = spec.split(":");
   if (parts.length < 2 || parts.length > 3 || (parts[2] !== undefined && !["ro", "rw"].includes(parts[2])))
     throw new ConfigError(field, `${field}: expected "SOURCE:TARGET" or "SOURCE:TARGET:ro" (got ${JSON.stringify(spec)})`);
