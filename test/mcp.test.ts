@@ -135,9 +135,17 @@ describe("python", () => {
   afterAll(() => registry?.stop());
 
   it("runs python code in a throwaway sandbox on the image --python-image names", async () => {
-    const { call } = await connect("--python-image", `${registry.host}/debian/python:3`);
-    const r = ok(await call("sandbox_run_code", { language: "python", code: "import sys\nprint(6 * 7)\nsys.exit(2)" }));
-    expect(r).toMatchObject({ exitCode: 2, stdout: "42\n", stderr: "" });
+    const { client } = await connect("--python-image", `${registry.host}/debian/python:3`);
+    const progress: number[] = [];
+    const r = (await client.callTool(
+      { name: "sandbox_run_code", arguments: { language: "python", code: "import sys\nprint(6 * 7)\nsys.exit(2)" } },
+      undefined,
+      { timeout: 170_000, onprogress: (p) => progress.push(p.progress) },
+    )) as Result;
+    expect(ok(r)).toMatchObject({ exitCode: 2, stdout: "42\n", stderr: "" });
+    // The pull reported its bytes as it went.
+    expect(progress.length).toBeGreaterThan(1);
+    expect(progress.every((p, i) => i === 0 || p > progress[i - 1])).toBe(true);
   }, 300_000);
 });
 

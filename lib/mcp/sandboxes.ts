@@ -4,6 +4,7 @@
 import crypto from "node:crypto";
 import { z } from "zod";
 import { ConfigError, SandboxStoppedError } from "../errors.js";
+import { pullImage, type PullProgress } from "../images/cache.js";
 import type { SandboxOptions } from "../sandbox/options.js";
 import { Sandbox } from "../sandbox/sandbox.js";
 import { checkCapacity, type McpLimits } from "./limits.js";
@@ -25,6 +26,8 @@ interface Entry extends SandboxSummary {
   idleTimer?: NodeJS.Timeout;
 }
 
+type CreateOptions = SandboxOptions & { cpus: number; memoryMiB: number };
+
 // Enough to tell the model why a recent id no longer works.
 const ENDED_KEPT = 256;
 // Stopping: processes get SIGTERM, QEMU is killed after this.
@@ -43,8 +46,8 @@ export class SandboxPool {
     private readonly log: (line: string) => void,
   ) {}
 
-  /** Boots a sandbox within the limits; resolves with its id. */
-  async create(options: SandboxOptions & { cpus: number; memoryMiB: number }): Promise<string> {
+  /** Boots a sandbox within the limits; resolves with its id. `onPull` follows an image pull. */
+  async create(options: CreateOptions, onPull?: (p: PullProgress) => void): Promise<string> {
     if (this.#closed) throw new SandboxStoppedError("the krunbox mcp server is shutting down");
     let count = this.#booting.count;
     let memoryMiB = this.#booting.memoryMiB;
@@ -52,7 +55,9 @@ export class SandboxPool {
     checkCapacity(this.limits, { count, memoryMiB }, options.memoryMiB);
     this.#booting.count++;
     this.#booting.memoryMiB += options.memoryMiB;
-    const work = Sandbox.create(options)
+    const image = typeof options.image === "string" ? options.image : undefined;
+    const work = (image ? pullImage(image, { onProgress: onPull }) : Promise.resolve())
+      .then(() => Sandbox.create(options))
       .finally(() => {
         this.#booting.count--;
         this.#booting.memoryMiB -= options.memoryMiB;
@@ -72,7 +77,7 @@ export class SandboxPool {
     }
   }
 
-  #add(sandbox: Sandbox, options: SandboxOptions & { cpus: number; memoryMiB: number }): string {
+  #add(sandbox: Sandbox, options: CreateOptions): string {
     let id: string;
     do id = `sb-${crypto.randomBytes(4).toString("hex")}`;
     while (this.#entries.has(id) || this.#ended.has(id));
@@ -100,8 +105,8 @@ export class SandboxPool {
   }
 
   /** Boots a sandbox for one call, then stops it. */
-  async once<T>(options: SandboxOptions & { cpus: number; memoryMiB: number }, fn: (sandbox: Sandbox) => Promise<T>): Promise<T> {
-    const id = await this.create(options);
+  async once<T>(options: CreateOptions, onPull: ((p: PullProgress) => void) | undefined, fn: (sandbox: Sandbox) => Promise<T>): Promise<T> {
+    const id = await this.create(options, onPull);
     try {
       return await this.use(id, fn);
     } finally {

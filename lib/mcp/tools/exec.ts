@@ -6,6 +6,7 @@ import { execOptionsSchema, sandboxOptionsSchema, type ExecOptions } from "../..
 import type { Sandbox } from "../../sandbox/sandbox.js";
 import type { McpLimits } from "../limits.js";
 import { BoundedOutput, toolResult } from "../output.js";
+import { pullProgress } from "../progress.js";
 import { sandboxIdSchema, type SandboxPool } from "../sandboxes.js";
 
 // A tool call should end: clients give up on requests after about a minute.
@@ -96,7 +97,7 @@ export function registerExecTools(server: McpServer, pool: SandboxPool, limits: 
       if (id) return pool.use(id, run);
       const image = language === "sh" ? undefined : limits.images[language];
       const { cpus, memoryMiB } = sandboxOptionsSchema.pick({ cpus: true, memoryMiB: true }).parse({});
-      return pool.once({ image, cpus, memoryMiB }, run);
+      return pool.once({ image, cpus, memoryMiB }, pullProgress(image, extra), run);
     },
   );
 }

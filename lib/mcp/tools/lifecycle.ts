@@ -5,6 +5,7 @@ import { imageReferenceSchema, sandboxOptionsSchema } from "../../sandbox/option
 import { volumeSpecSchema } from "../../volumes/volumes.js";
 import { confineBinds, type McpLimits } from "../limits.js";
 import { toolResult } from "../output.js";
+import { pullProgress } from "../progress.js";
 import { sandboxIdSchema, sandboxSummarySchema, type SandboxPool } from "../sandboxes.js";
 
 // What a model may choose; the rest of the API's options (backend, image
@@ -27,8 +28,8 @@ export function registerLifecycleTools(server: McpServer, pool: SandboxPool, lim
       inputSchema: createInputSchema,
       outputSchema: z.object({ id: sandboxIdSchema }),
     },
-    async ({ image, cpus, memoryMiB, env, volumes }) => {
-      const id = await pool.create({ image, cpus, memoryMiB, env, volumes: confineBinds(volumes ?? [], limits) });
+    async ({ image, cpus, memoryMiB, env, volumes }, extra) => {
+      const id = await pool.create({ image, cpus, memoryMiB, env, volumes: confineBinds(volumes ?? [], limits) }, pullProgress(image, extra));
       return toolResult({ id });
     },
   );
