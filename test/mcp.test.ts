@@ -74,6 +74,8 @@ it("lists its tools with schemas derived from the API's", async () => {
   expect(create.properties.memoryMiB).toMatchObject({ type: "integer", minimum: 64, default: VM_DEFAULTS.memoryMiB });
   expect(create.properties.volumes.items.anyOf).toHaveLength(4);
   expect(create.additionalProperties).toBe(false);
+  // Self-contained: many clients and models do not follow $ref.
+  expect(JSON.stringify(tools)).not.toContain("$ref");
   expect(byName.sandbox_exec.inputSchema.required).toEqual(expect.arrayContaining(["id", "command"]));
   expect((byName.sandbox_run_code.inputSchema as any).properties.language.enum).toEqual(["python", "node", "sh"]);
   expect((byName.sandbox_exec.outputSchema as any).properties.exitCode).toBeDefined();

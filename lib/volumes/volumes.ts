@@ -9,6 +9,9 @@ import { createDisk, ensureMounted, resizeDisk, unmount } from "./quota.js";
 import { krunboxHome } from "../vm/runtime.js";
 import { VM_DEFAULTS } from "../vm/defaults.js";
 
+// Fresh instances each time: JSON Schema generators turn a reused one into a $ref.
+const target = () => z.string().describe("absolute path in the guest");
+const readonly = () => z.boolean().optional();
 /**
  * The shape of one volume. resolveVolumes checks the meaning (paths exist,
  * targets are absolute and distinct, names are valid) and names the field.
@@ -17,26 +20,12 @@ export const volumeSpecSchema = z.union([
   z
     .string()
     .describe('Docker style: "./src:/src", "/abs:/dst:ro", "name:/data" (a source without "/" or "." first names a named volume)'),
-  z
-    .object({
-      type: z.literal("bind"),
-      source: z.string().describe("host folder"),
-      target: z.string().describe("absolute path in the guest"),
-      readonly: z.boolean().optional(),
-    })
-    .strict(),
-  z
-    .object({
-      type: z.literal("named"),
-      name: z.string().describe("volume name; created on first use"),
-      target: z.string().describe("absolute path in the guest"),
-      readonly: z.boolean().optional(),
-    })
-    .strict(),
+  z.object({ type: z.literal("bind"), source: z.string().describe("host folder"), target: target(), readonly: readonly() }).strict(),
+  z.object({ type: z.literal("named"), name: z.string().describe("volume name; created on first use"), target: target(), readonly: readonly() }).strict(),
   z
     .object({
       type: z.literal("tmpfs"),
-      target: z.string().describe("absolute path in the guest"),
+      target: target(),
       sizeMiB: z.number().int().optional().describe(`size limit, default ${VM_DEFAULTS.tmpfsSizeMiB} MiB`),
     })
     .strict(),
