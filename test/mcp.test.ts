@@ -1,6 +1,6 @@
 // `krunbox mcp` through the SDK's real Client over stdio, against
 // bin/krunbox.js: real sandboxes, real guard rails, real process deaths.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -86,6 +86,20 @@ it("lists its tools with schemas derived from the API's", async () => {
   expect(refused(await call("sandbox_exec", { id: "sb-nope", command: "true" }))).toMatch(/no sandbox "sb-nope"/);
 });
 
+it("refuses bad flags, naming them, before serving", () => {
+  for (const [flags, message] of [
+    [["--max-sandboxes", "0"], /--max-sandboxes 0: .*greater than or equal to 1/],
+    [["--max-memory", "lots"], /--max-memory lots: /],
+    [["--allow-bind", "/no/such/folder:ro"], /--allow-bind \/no\/such\/folder:ro: \/no\/such\/folder is not an existing folder/],
+    [["--python-image", "Not An Image"], /--python-image: "Not An Image" is not an image reference/],
+  ] as const) {
+    const r = spawnSync(process.execPath, [cli, "mcp", ...flags], { encoding: "utf8", input: "", timeout: 30_000 });
+    expect(r.status, r.stderr).toBe(125);
+    expect(r.stderr).toMatch(message);
+    expect(r.stdout).toBe("");
+  }
+});
+
 it("creates a sandbox, runs commands in it with bounded output, and stops it", async () => {
   const { call } = await connect("--max-output", "4096");
   const { id } = ok(await call("sandbox_create", { env: { A: "1" } }));
@@ -158,8 +172,10 @@ it("binds host folders only inside --allow-bind, after resolving symlinks", asyn
   fs.writeFileSync(path.join(allowed, "sub/f"), "inside\n");
   fs.writeFileSync(path.join(outside, "secret"), "secret\n");
   fs.symlinkSync(outside, path.join(allowed, "link"));
-  const { call, client } = await connect("--allow-bind", allowed);
-  expect(client.getInstructions()).toContain(`only inside ${fs.realpathSync(allowed)}`);
+  const readOnly = tempDir();
+  fs.writeFileSync(path.join(readOnly, "g"), "read-only\n");
+  const { call, client } = await connect("--allow-bind", allowed, "--allow-bind", `${readOnly}:ro`);
+  expect(client.getInstructions()).toContain(`only inside ${fs.realpathSync(allowed)}, ${fs.realpathSync(readOnly)} (read-only)`);
 
   const escapes = [
     [`${outside}:/x`],
@@ -174,10 +190,18 @@ it("binds host folders only inside --allow-bind, after resolving symlinks", asyn
     expect(why).toContain(fs.realpathSync(allowed));
   }
   expect(refused(await call("sandbox_create", { volumes: [`${allowed}/link:/x`] }))).toContain(`leads to ${fs.realpathSync(outside)}`);
+  expect(refused(await call("sandbox_create", { volumes: [`${readOnly}:/ro`] }))).toMatch(/read-write, .* only read-only \(--allow-bind DIR:ro/);
   expect(vmProcesses()).toEqual([]);
 
-  const { id } = ok(await call("sandbox_create", { volumes: [`${allowed}/sub:/data:ro`, { type: "tmpfs", target: "/scratch" }] }));
-  expect(ok(await call("sandbox_exec", { id, command: "cat", args: ["/data/f"] })).stdout).toBe("inside\n");
+  const { id } = ok(
+    await call("sandbox_create", {
+      volumes: [`${allowed}/sub:/data`, { type: "bind", source: readOnly, target: "/ro", readonly: true }, { type: "tmpfs", target: "/scratch" }],
+    }),
+  );
+  const r = ok(await call("sandbox_exec", { id, command: "sh", args: ["-c", "cat /data/f /ro/g; echo new > /data/new; echo x > /ro/x"] }));
+  expect(r).toMatchObject({ exitCode: 1, stdout: "inside\nread-only\n", stderr: expect.stringMatching(/Read-only file system/) });
+  expect(fs.readFileSync(path.join(allowed, "sub/new"), "utf8")).toBe("new\n");
+  expect(fs.existsSync(path.join(readOnly, "x"))).toBe(false);
 
   // Without --allow-bind no host folder at all.
   const bare = await connect();

@@ -13,7 +13,7 @@ export const usage = `usage:
   krunbox volume inspect NAME
   krunbox volume rm [--force] NAME...
   krunbox doctor
-  krunbox mcp [--allow-bind DIR]... [--max-sandboxes N] [--max-memory MiB] [--idle-timeout SECONDS]
+  krunbox mcp [--allow-bind DIR[:ro]]... [--max-sandboxes N] [--max-memory MiB] [--idle-timeout SECONDS]
               [--max-output BYTES] [--python-image REF] [--node-image REF]`;
 
 export function keyValues(list: string[] | undefined, flag: string): Record<string, string> {

@@ -5,7 +5,7 @@ import { parseArgs } from "node:util";
 import { z } from "zod";
 import { ConfigError } from "../errors.js";
 import { parseReference } from "../images/reference.js";
-import type { McpLimits } from "../mcp/limits.js";
+import type { BindAllowance, McpLimits } from "../mcp/limits.js";
 import { serveMcp } from "../mcp/server.js";
 
 const whole = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
@@ -24,14 +24,17 @@ function flag<K extends keyof typeof FLAGS>(name: K, value: string | undefined):
   return result.data as z.output<(typeof FLAGS)[K]>;
 }
 
-function allowedFolder(dir: string): string {
+/** --allow-bind DIR or DIR:ro, as a real path. */
+function allowance(value: string): BindAllowance {
+  const readOnly = value.endsWith(":ro");
+  const dir = readOnly ? value.slice(0, -3) : value;
   try {
     const real = fs.realpathSync(path.resolve(dir));
-    if (fs.statSync(real).isDirectory()) return real;
+    if (fs.statSync(real).isDirectory()) return { dir: real, readOnly };
   } catch {
     // reported below
   }
-  throw new ConfigError("--allow-bind", `--allow-bind ${dir}: not an existing folder`);
+  throw new ConfigError("--allow-bind", `--allow-bind ${value}: ${dir} is not an existing folder`);
 }
 
 export async function mcp(argv: string[]): Promise<number> {
@@ -43,7 +46,7 @@ export async function mcp(argv: string[]): Promise<number> {
     },
   });
   const limits: McpLimits = {
-    allowBind: (values["allow-bind"] ?? []).map(allowedFolder),
+    allowBind: (values["allow-bind"] ?? []).map(allowance),
     maxSandboxes: flag("max-sandboxes", values["max-sandboxes"]),
     maxMemoryMiB: flag("max-memory", values["max-memory"]),
     idleTimeoutMs: flag("idle-timeout", values["idle-timeout"]) * 1000,

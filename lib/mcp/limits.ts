@@ -6,9 +6,17 @@ import path from "node:path";
 import { ConfigError, LimitError } from "../errors.js";
 import { parseDockerStyle, type VolumeSpec } from "../volumes/volumes.js";
 
+/** A folder bind volumes may come from: its real path (symlinks resolved). */
+export interface BindAllowance {
+  dir: string;
+  /** Only read-only binds of it. */
+  readOnly: boolean;
+}
+
+export const describeAllowance = (a: BindAllowance) => (a.readOnly ? `${a.dir} (read-only)` : a.dir);
+
 export interface McpLimits {
-  /** Real paths (symlinks resolved) of the folders bind volumes may come from. */
-  allowBind: string[];
+  allowBind: BindAllowance[];
   maxSandboxes: number;
   /** Memory of all of this server's sandboxes together, in MiB. */
   maxMemoryMiB: number;
@@ -67,11 +75,18 @@ export function confineBinds(volumes: VolumeSpec[], limits: McpLimits): VolumeSp
     } catch {
       throw new ConfigError(`${field}.source`, `${field}.source: host folder ${asked} does not exist`);
     }
-    if (!limits.allowBind.some((dir) => isInside(dir, real)))
+    const within = limits.allowBind.filter((a) => isInside(a.dir, real));
+    if (!within.length)
       throw new LimitError(
         "--allow-bind",
         `refused: ${field} binds ${asked}${real === asked ? "" : ` (which leads to ${real})`}, outside the folders this server ` +
-          `may share: ${limits.allowBind.join(", ")} (--allow-bind, ${WHO})`,
+          `may share: ${limits.allowBind.map(describeAllowance).join(", ")} (--allow-bind, ${WHO})`,
+      );
+    if (!spec.readonly && within.every((a) => a.readOnly))
+      throw new LimitError(
+        "--allow-bind",
+        `refused: ${field} binds ${asked} read-write, but this server shares ${within.map((a) => a.dir).join(", ")} only read-only ` +
+          `(--allow-bind DIR:ro, ${WHO}); bind it with ":ro" or readonly: true`,
       );
     return { ...spec, source: real };
   });

@@ -57,7 +57,10 @@ export class SandboxPool {
     this.#booting.memoryMiB += options.memoryMiB;
     const image = typeof options.image === "string" ? options.image : undefined;
     const work = (image ? pullImage(image, { onProgress: onPull }) : Promise.resolve())
-      .then(() => Sandbox.create(options))
+      .then(() => {
+        if (this.#closed) throw new SandboxStoppedError("the krunbox mcp server is shutting down");
+        return Sandbox.create(options);
+      })
       .finally(() => {
         this.#booting.count--;
         this.#booting.memoryMiB -= options.memoryMiB;
@@ -110,7 +113,8 @@ export class SandboxPool {
     try {
       return await this.use(id, fn);
     } finally {
-      await this.stop(id, "it was a throwaway sandbox of sandbox_run_code");
+      // Unless the server's shutdown or a crash ended it first.
+      if (this.#entries.has(id)) await this.stop(id, "it was a throwaway sandbox of sandbox_run_code");
     }
   }
 

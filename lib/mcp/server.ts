@@ -4,7 +4,7 @@
 import fs from "node:fs";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
-import type { McpLimits } from "./limits.js";
+import { describeAllowance, type McpLimits } from "./limits.js";
 import { SandboxPool } from "./sandboxes.js";
 import { registerExecTools } from "./tools/exec.js";
 import { registerLifecycleTools } from "./tools/lifecycle.js";
@@ -13,7 +13,7 @@ const { version } = JSON.parse(fs.readFileSync(new URL("../../package.json", imp
 
 /** Tells the model up front what the operator allows. */
 function instructions(limits: McpLimits): string {
-  const binds = limits.allowBind.length ? `only inside ${limits.allowBind.join(", ")}` : "none (use named or tmpfs volumes)";
+  const binds = limits.allowBind.length ? `only inside ${limits.allowBind.map(describeAllowance).join(", ")}` : "none (use named or tmpfs volumes)";
   const idle = limits.idleTimeoutMs ? `sandboxes unused for ${limits.idleTimeoutMs / 1000} s are stopped` : "idle sandboxes are not stopped";
   return (
     "krunbox runs code in sandboxes: hardware-isolated microVMs with no network. Create one with sandbox_create, run commands " +
