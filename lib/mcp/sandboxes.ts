@@ -33,6 +33,8 @@ const ENDED_KEPT = 256;
 // Stopping: processes get SIGTERM, QEMU is killed after this.
 const STOP_GRACE_MS = 2000;
 
+const shuttingDown = () => new SandboxStoppedError("the krunbox mcp server is shutting down");
+
 export class SandboxPool {
   readonly #entries = new Map<string, Entry>();
   readonly #ended = new Map<string, string>();
@@ -48,7 +50,7 @@ export class SandboxPool {
 
   /** Boots a sandbox within the limits; resolves with its id. `onPull` follows an image pull. */
   async create(options: CreateOptions, onPull?: (p: PullProgress) => void): Promise<string> {
-    if (this.#closed) throw new SandboxStoppedError("the krunbox mcp server is shutting down");
+    if (this.#closed) throw shuttingDown();
     let count = this.#booting.count;
     let memoryMiB = this.#booting.memoryMiB;
     for (const e of this.#entries.values()) (count++, (memoryMiB += e.memoryMiB));
@@ -58,7 +60,7 @@ export class SandboxPool {
     const image = typeof options.image === "string" ? options.image : undefined;
     const work = (image ? pullImage(image, { onProgress: onPull }) : Promise.resolve())
       .then(() => {
-        if (this.#closed) throw new SandboxStoppedError("the krunbox mcp server is shutting down");
+        if (this.#closed) throw shuttingDown();
         return Sandbox.create(options);
       })
       .finally(() => {
@@ -68,7 +70,7 @@ export class SandboxPool {
       .then(async (sandbox) => {
         if (this.#closed) {
           await sandbox.stop(STOP_GRACE_MS);
-          throw new SandboxStoppedError("the krunbox mcp server is shutting down");
+          throw shuttingDown();
         }
         return this.#add(sandbox, options);
       });
