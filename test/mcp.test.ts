@@ -1,6 +1,7 @@
 // `krunbox mcp` through the SDK's real Client over stdio, against
 // bin/krunbox.js: real sandboxes, real guard rails, real process deaths.
 import { spawn, spawnSync } from "node:child_process";
+import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -20,13 +21,17 @@ type Result = {
 };
 
 const servers: { client: Client; transport: StdioClientTransport }[] = [];
+// Servers killed by SIGKILL cannot remove their sandboxes' socket folders
+// from TMPDIR: keep those inside this run's folder, which is removed.
+const serverTmp = fs.mkdtempSync(path.join(process.env.KRUNBOX_TEST_BASE!, "tmp-"));
+const env = { ...process.env, TMPDIR: serverTmp } as Record<string, string>;
 
 /** Starts `krunbox mcp FLAGS` and connects a Client to it. */
 async function connect(...flags: string[]) {
   const transport = new StdioClientTransport({
     command: process.execPath,
     args: [cli, "mcp", ...flags],
-    env: process.env as Record<string, string>,
+    env,
     stderr: "inherit",
   });
   const client = new Client({ name: "krunbox-test", version: "1" });
@@ -141,11 +146,13 @@ it("runs sh code in a throwaway sandbox on the default image, or in a given one"
 
 describe("python", () => {
   let registry: Awaited<ReturnType<typeof startRegistry>>;
+  const mark = crypto.randomUUID();
   beforeAll(async () => {
     registry = await startRegistry();
     // setup.sh debootstraps this root (minbase + python3-minimal).
     const root = path.join(packageRoot, "deps/debian/python-root");
-    const { layout } = buildLayout([{ dir: root }], { Env: ["PATH=/usr/local/bin:/usr/bin:/bin"] }, ["amd64"], "zstd");
+    // A config of its own, so the image is never in the cache already (its layer may be).
+    const { layout } = buildLayout([{ dir: root }], { Env: ["PATH=/usr/local/bin:/usr/bin:/bin", `MARK=${mark}`] }, ["amd64"], "zstd");
     await push(layout, `${registry.host}/debian/python:3`);
   }, 240_000);
   afterAll(() => registry?.stop());
@@ -154,11 +161,11 @@ describe("python", () => {
     const { client } = await connect("--python-image", `${registry.host}/debian/python:3`);
     const progress: number[] = [];
     const r = (await client.callTool(
-      { name: "sandbox_run_code", arguments: { language: "python", code: "import sys\nprint(6 * 7)\nsys.exit(2)" } },
+      { name: "sandbox_run_code", arguments: { language: "python", code: "import os, sys\nprint(6 * 7, os.environ['MARK'])\nsys.exit(2)" } },
       undefined,
       { timeout: 170_000, onprogress: (p) => progress.push(p.progress) },
     )) as Result;
-    expect(ok(r)).toMatchObject({ exitCode: 2, stdout: "42\n", stderr: "" });
+    expect(ok(r)).toMatchObject({ exitCode: 2, stdout: `42 ${mark}\n`, stderr: "" });
     // The pull reported its bytes as it went.
     expect(progress.length).toBeGreaterThan(1);
     expect(progress.every((p, i) => i === 0 || p > progress[i - 1])).toBe(true);
@@ -248,7 +255,7 @@ it("stops every sandbox when the client is killed", async () => {
     for (let i = 0; i < 2; i++) await client.callTool({ name: "sandbox_create", arguments: {} });
     console.log(transport.pid);
     setInterval(() => {}, 1000);`;
-  const clientProc = spawn(process.execPath, ["--input-type=module", "-e", source], { cwd: packageRoot, env: process.env, stdio: ["ignore", "pipe", "inherit"] });
+  const clientProc = spawn(process.execPath, ["--input-type=module", "-e", source], { cwd: packageRoot, env, stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
   clientProc.stdout.on("data", (d) => (out += d));
   const serverPid = Number(await waitFor("the client's sandboxes", () => /^\d+\n/.test(out) && out.trim(), 120_000));
