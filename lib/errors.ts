@@ -218,3 +218,15 @@ export class ImageInUseError extends KrunboxError {
     super("ERR_KRUNBOX_IMAGE_IN_USE", `image ${ref} is the root of a running sandbox; stop it first`);
   }
 }
+
+/**
+ * A request goes past a limit that whoever runs krunbox set (a `krunbox
+ * mcp` flag, say); `limit` names the setting.
+ */
+export class LimitError extends KrunboxError {
+  readonly limit: string;
+  constructor(limit: string, message: string) {
+    super("ERR_KRUNBOX_LIMIT", message);
+    this.limit = limit;
+  }
+}

@@ -10,6 +10,9 @@ const envRecord = z.record(
   z.string().refine((v) => !v.includes("\0"), "values must not contain NUL"),
 );
 
+/** An OCI image reference, checked in full by parseReference (lib/images/reference.ts). */
+export const imageReferenceSchema = z.string().min(1).describe('an OCI image reference, e.g. "python:3-slim" or "localhost:5000/team/app:1"');
+
 export const sandboxOptionsSchema = z
   .object({
     cpus: z.number().int().min(1).max(64).default(VM_DEFAULTS.cpus),
@@ -23,7 +26,7 @@ export const sandboxOptionsSchema = z
     /** The root: omitted for the default image, or a local root folder. */
     image: z
       .union([
-        z.string().min(1),
+        imageReferenceSchema,
         z.object({ dir: z.string().min(1) }).strict(),
         z.object({ ref: z.string().min(1), ...imagePullFields }).strict(),
       ])

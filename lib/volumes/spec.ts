@@ -11,13 +11,21 @@ import { isVolumeName, Volume, VOLUME_NAME_RULE } from "./volumes.js";
 
 const volumeName = z.string().refine(isVolumeName, { message: VOLUME_NAME_RULE });
 
+// A fresh schema per field that checks with guestMountPath: JSON Schema
+// generators (MCP tool schemas) turn a shared instance into a $ref.
+const target = () =>
+  z
+    .string()
+    .describe("absolute path in the guest")
+    .superRefine((p, ctx) => guestMountPath.safeParse(p).error?.issues.forEach((issue) => ctx.addIssue(issue)));
+
 const volumeObjectSchema = z.discriminatedUnion("type", [
   z
     .object({
       type: z.literal("bind"),
       /** Host folder; a relative one resolves against process.cwd(). */
       source: z.string().min(1, "must name a host folder"),
-      target: guestMountPath,
+      target: target(),
       /** Enforced on the host: the guest cannot write, whatever it does. */
       readOnly: z.boolean().default(false),
     })
@@ -27,14 +35,14 @@ const volumeObjectSchema = z.discriminatedUnion("type", [
       type: z.literal("named"),
       /** Created on first use. */
       name: volumeName,
-      target: guestMountPath,
+      target: target(),
       readOnly: z.boolean().default(false),
     })
     .strict(),
   z
     .object({
       type: z.literal("tmpfs"),
-      target: guestMountPath,
+      target: target(),
       sizeMiB: z.number().int().min(1).max(1 << 20).default(VM_DEFAULTS.tmpfsSizeMiB),
     })
     .strict(),
@@ -55,6 +63,12 @@ function fromDockerStyle(spec: unknown, ctx: z.RefinementCtx): unknown {
   return { type: "named", name: source, target, readOnly };
 }
 
+/** One entry as a caller writes it: a Docker-style string or an object. */
+export const volumeSpecSchema = z.union([
+  z.string().describe('Docker style: "./src:/src", "/abs:/dst:ro", "name:/data" (a source without "/" or "." first names a named volume)'),
+  ...volumeObjectSchema.options,
+]);
+
 export const volumesSchema = z
   .array(z.preprocess(fromDockerStyle, volumeObjectSchema))
   .max(64)
@@ -67,7 +81,7 @@ export const volumesSchema = z
   });
 
 export type VolumeSpec = z.input<typeof volumeObjectSchema> | string;
-type VolumeEntry = z.output<typeof volumeObjectSchema>;
+export type VolumeEntry = z.output<typeof volumeObjectSchema>;
 
 export interface ResolvedVolumes {
   shares: { hostPath: string; guestPath: string; readOnly: boolean }[];
