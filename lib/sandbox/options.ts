@@ -13,12 +13,16 @@ const envRecord = z.record(
   z.string().refine((v) => !v.includes("\0"), "values must not contain NUL"),
 );
 
+const userSpec = z.string().regex(/^[A-Za-z0-9._-]+(:\d+)?$/, "must be a user name or uid, optionally :gid");
+
 export const sandboxOptionsSchema = z
   .object({
     cpus: z.number().int().min(1).max(64).default(VM_DEFAULTS.cpus),
     memoryMiB: z.number().int().min(64).max(1024 * 1024).default(VM_DEFAULTS.memoryMiB),
     env: envRecord.default({}),
     workdir: absolutePath.default(VM_DEFAULTS.workdir),
+    /** Who processes and sb.fs run as by default (the image's user if absent). */
+    user: userSpec.optional(),
     backend: z.enum(["auto", "qemu", "libkrun"]).default("auto"),
     accel: z.enum(["auto", "kvm", "tcg"]).default("auto"),
     bootTimeoutMs: z.number().int().min(1000).max(3_600_000).default(VM_DEFAULTS.bootTimeoutMs),
@@ -46,8 +50,6 @@ export type SandboxOptions = Omit<z.input<typeof sandboxOptionsSchema>, "volumes
 export type ResolvedSandboxOptions = z.output<typeof sandboxOptionsSchema> & {
   /** The root folder the image resolved to (undefined: the default image). */
   root?: string;
-  /** The image's default user for processes. */
-  user?: string;
   imageDigest?: string;
 };
 
@@ -55,7 +57,7 @@ export const execOptionsSchema = z
   .object({
     env: envRecord.default({}),
     cwd: absolutePath.optional(),
-    user: z.string().regex(/^[A-Za-z0-9._-]+(:\d+)?$/, "must be a user name or uid, optionally :gid").optional(),
+    user: userSpec.optional(),
     stdin: z.union([z.string(), z.instanceof(Buffer), z.instanceof(Uint8Array), z.literal("pipe"), z.literal("ignore")]).optional(),
     timeoutMs: z.number().int().min(1).max(2 ** 31 - 1).optional(),
     signal: z.instanceof(AbortSignal).optional(),

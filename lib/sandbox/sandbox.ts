@@ -23,6 +23,7 @@ import {
   type SandboxOptions,
 } from "./options.js";
 import { SandboxProcess, type ProcessExit } from "./process.js";
+import { SandboxFs } from "../fs/sandbox-fs.js";
 import { holdImage, pullImage } from "../images/cache.js";
 import { VirtualMachine } from "../vm/vm.js";
 import { resolveVolumes, Volume, type ResolvedVolumes, type VolumeSpec } from "../volumes/volumes.js";
@@ -47,6 +48,12 @@ export class Sandbox extends EventEmitter {
   get accel(): string | undefined {
     return this.#vm.accel;
   }
+  /**
+   * Files inside the sandbox, in Node's `fs/promises` shape: as the
+   * sandbox's user, on the guest's view of paths (root, volumes, tmpfs);
+   * relative paths resolve against the workdir.
+   */
+  readonly fs: SandboxFs;
 
   #vm: VirtualMachine;
   #options: ResolvedSandboxOptions;
@@ -67,6 +74,15 @@ export class Sandbox extends EventEmitter {
     // Short and private: Unix socket paths are limited to 107 bytes.
     this.#socketDir = fs.mkdtempSync(path.join(os.tmpdir(), "krunbox-sb-"));
     this.#socketPath = path.join(this.#socketDir, "agent.sock");
+    const fsSocketPath = path.join(this.#socketDir, "fs.sock");
+    this.fs = new SandboxFs({
+      socketPath: fsSocketPath,
+      user: options.user ?? "",
+      workdir: options.workdir,
+      shares: volumes.shares,
+      gone: () => this.#sandboxGone(),
+      whyClosed: () => this.#whyClosed(),
+    });
     try {
       this.#vm = VirtualMachine.start({
         // "auto" is qemu, the backend that CI exercises; libkrun on request.
@@ -82,6 +98,7 @@ export class Sandbox extends EventEmitter {
         rootReadOnly: true,
         command: [],
         agentSocketPath: this.#socketPath,
+        agentFsSocketPath: fsSocketPath,
         shares: volumes.shares,
         tmpfs: volumes.tmpfs,
       });
@@ -132,7 +149,7 @@ export class Sandbox extends EventEmitter {
       const imageEnv = Object.fromEntries(pulled.config.env.map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
       resolved.env = { ...imageEnv, ...resolved.env };
       if (options.workdir === undefined && pulled.config.workingDir) resolved.workdir = pulled.config.workingDir;
-      resolved.user = pulled.config.user;
+      resolved.user ??= pulled.config.user || undefined;
     }
     const sb = new Sandbox(resolved, await resolveVolumes(resolved.volumes as VolumeSpec[]));
     try {
@@ -152,6 +169,7 @@ export class Sandbox extends EventEmitter {
   }
 
   #cleanup() {
+    this.fs.closeIdle();
     this.#release();
     fs.rmSync(this.#socketDir, { recursive: true, force: true });
   }

@@ -53,6 +53,8 @@ export interface VmOptions {
   command: string[];
   /** Host Unix socket that reaches the guest agent's exec service. */
   agentSocketPath?: string;
+  /** Host Unix socket that reaches the guest agent's file service (sb.fs). */
+  agentFsSocketPath?: string;
   env?: Record<string, string>;
   workdir?: string;
   /** File that receives the guest's serial console. */
