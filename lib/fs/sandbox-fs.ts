@@ -140,7 +140,12 @@ export class SandboxFs extends FileSystem {
     const out: { name: string; type: EntryType }[] = [];
     await this.#call(p, { op: "readdir", path: this.#guestPath(p) }, (f) => {
       if (f.type !== FsFrame.Entries) throw unexpected(f, "in a readdir");
-      const batch = JSON.parse(f.payload.toString("utf8")) as unknown;
+      let batch: unknown;
+      try {
+        batch = JSON.parse(f.payload.toString("utf8"));
+      } catch {
+        // reported below
+      }
       if (!Array.isArray(batch)) throw new AgentProtocolError("the guest agent sent a malformed ENTRIES frame");
       for (const e of batch) {
         if (!Array.isArray(e) || typeof e[0] !== "string" || !ENTRY_TYPES.has(e[1]))
