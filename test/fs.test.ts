@@ -7,7 +7,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, FsError, FsLimitError, Sandbox, type WatchEvent } from "../lib/index.js";
-import { tempDir, vmProcesses, waitFor } from "./helpers.js";
+import { listTree, tempDir, vmProcesses, waitFor } from "./helpers.js";
 
 const sha = (b: Buffer) => crypto.createHash("sha256").update(b).digest("hex");
 
@@ -258,20 +258,11 @@ it("runs sb.fs and execs as the sandbox's user, so the guest kernel says EACCES"
   expect(vmProcesses()).toEqual([]);
 });
 
+// Names, types, modes, contents and link targets: what a copy must keep.
 function snapshot(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const name of fs.readdirSync(d).sort()) {
-      const p = path.join(d, name);
-      const st = fs.lstatSync(p);
-      const rel = path.relative(dir, p);
-      if (st.isSymbolicLink()) out.push(`${rel} -> ${fs.readlinkSync(p)}`);
-      else if (st.isDirectory()) {
-        out.push(`${rel}/ ${(st.mode & 0o777).toString(8)}`);
-        walk(p);
-      } else out.push(`${rel} ${(st.mode & 0o777).toString(8)} ${sha(fs.readFileSync(p))}`);
-    }
-  };
-  walk(dir);
-  return out;
+  return listTree(dir, (rel, st, full) => {
+    if (st.isSymbolicLink()) return [`${rel} -> ${fs.readlinkSync(full)}`];
+    const mode = (st.mode & 0o777).toString(8);
+    return [st.isDirectory() ? `${rel}/ ${mode}` : `${rel} ${mode} ${sha(fs.readFileSync(full))}`];
+  });
 }

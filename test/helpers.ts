@@ -104,3 +104,21 @@ export function pathWithout(dir: string, banned: (name: string) => boolean): str
   }
   return dir;
 }
+
+/**
+ * Every entry under `dir` (sorted, parents first, symlinks not followed),
+ * each described by `describe` as lines: for comparing folder trees.
+ */
+export function listTree(dir: string, describe: (rel: string, st: fs.Stats, full: string) => string[]): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const name of fs.readdirSync(d).sort()) {
+      const full = path.join(d, name);
+      const st = fs.lstatSync(full);
+      out.push(...describe(path.relative(dir, full), st, full));
+      if (st.isDirectory()) walk(full);
+    }
+  };
+  walk(dir);
+  return out;
+}

@@ -118,7 +118,7 @@ it("offers the same file API as sb.fs, with the same error codes", async () => {
     ["ENOTEMPTY", () => vol.fs.rename("/api/sub", "/api")],
   ];
   for (const [code, op] of cases) {
-    const err = await op().catch((e) => e);
+    const err = (await op().catch((e) => e)) as FsError;
     expect(err, code).toBeInstanceOf(FsError);
     expect(err.code, code).toBe(code);
   }

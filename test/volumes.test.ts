@@ -14,7 +14,7 @@ import {
   VolumeInUseError,
   VolumeNotFoundError,
 } from "../lib/index.js";
-import { runModule, tempDir, waitFor } from "./helpers.js";
+import { listTree, runModule, tempDir, waitFor } from "./helpers.js";
 
 const volumesDir = () => path.join(process.env.KRUNBOX_HOME!, "volumes");
 
@@ -271,16 +271,8 @@ it("refuses bad volume input with the field named, creating nothing", async () =
 });
 
 function snapshot(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const name of fs.readdirSync(d).sort()) {
-      const p = path.join(d, name);
-      const st = fs.lstatSync(p);
-      out.push(`${path.relative(dir, p)} ${st.mode} ${st.uid}:${st.gid} ${st.size} ${st.mtimeMs}`);
-      if (st.isDirectory()) walk(p);
-      else out.push(fs.readFileSync(p, "utf8"));
-    }
-  };
-  walk(dir);
-  return out;
+  return listTree(dir, (rel, st, full) => [
+    `${rel} ${st.mode} ${st.uid}:${st.gid} ${st.size} ${st.mtimeMs}`,
+    ...(st.isDirectory() ? [] : [fs.readFileSync(full, "utf8")]),
+  ]);
 }

@@ -9,6 +9,7 @@
 #include "agent/fs_worker.h"
 #include "common/fs_protocol.h"
 #include "common/exec_protocol.h"
+#include "common/frame.h"
 #include "common/posix.h"
 
 namespace agent {
@@ -19,6 +20,17 @@ namespace {
 
 // ENTRIES frames are cut at about this size (JSON arrays of [name, type]).
 constexpr size_t kEntriesBatch = 64 * 1024;
+
+bool WriteFull(int fd, const char* buf, size_t n) {
+  while (n > 0) {
+    const ssize_t w = write(fd, buf, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    buf += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
 
 bool ReadFull(int fd, char* buf, size_t n) {
   while (n > 0) {
@@ -158,22 +170,19 @@ std::string PathArg(const json& req, const char* key) {
 void ThrowFs(const std::string& syscall, const std::string& path) { throw FsFailure{errno, syscall, path}; }
 
 bool FsConn::Read(uint8_t& type, std::string& payload) {
-  char header[5];
-  if (!ReadFull(fd_, header, 5)) return false;
-  const uint32_t len = static_cast<uint8_t>(header[0]) | static_cast<uint8_t>(header[1]) << 8 |
-                       static_cast<uint8_t>(header[2]) << 16 | static_cast<uint32_t>(static_cast<uint8_t>(header[3])) << 24;
+  char header[krunbox::kFrameHeader];
+  if (!ReadFull(fd_, header, sizeof header)) return false;
+  const uint32_t len = krunbox::FrameLength(header);
   if (len == 0 || len > krunbox::kMaxFrame) return false;
   type = static_cast<uint8_t>(header[4]);
   payload.resize(len - 1);
   return ReadFull(fd_, payload.data(), len - 1);
 }
 
-void FsConn::Send(uint8_t type, const std::string& payload) {
-  const uint32_t len = static_cast<uint32_t>(payload.size() + 1);
-  std::string frame = {static_cast<char>(len), static_cast<char>(len >> 8), static_cast<char>(len >> 16),
-                       static_cast<char>(len >> 24), static_cast<char>(type)};
-  frame += payload;
-  if (!krunbox::WriteAll(fd_, frame)) _exit(0);
+void FsConn::Send(uint8_t type, const char* data, size_t size) {
+  // Header and payload apart: file data is not copied into a frame first.
+  const auto header = krunbox::FrameHeader(type, size);
+  if (!WriteFull(fd_, header.data(), header.size()) || !WriteFull(fd_, data, size)) _exit(0);
 }
 
 void FsConn::Ok(const json& j) { Send(krunbox::kFsOk, j.dump()); }
@@ -197,7 +206,7 @@ void SendFileData(FsConn& c, int fd, const std::string& path) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) ThrowFs("read", path);
     if (n == 0) break;
-    c.Send(krunbox::kFsData, buf.substr(0, static_cast<size_t>(n)));
+    c.Send(krunbox::kFsData, buf.data(), static_cast<size_t>(n));
   }
   c.Send(krunbox::kFsEnd, "");
 }

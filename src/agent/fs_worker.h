@@ -24,7 +24,8 @@ class FsConn {
   // The next frame; false once the host closed the connection or broke the framing.
   bool Read(uint8_t& type, std::string& payload);
   // Ends the worker if the host is gone: nobody is left to answer.
-  void Send(uint8_t type, const std::string& payload);
+  void Send(uint8_t type, const char* data, size_t size);
+  void Send(uint8_t type, const std::string& payload) { Send(type, payload.data(), payload.size()); }
   void Ok(const nlohmann::json& j = nlohmann::json::object());
   void Fail(const FsFailure& f);
   // Skips frames up to and including one of type `end` (after an ERROR
