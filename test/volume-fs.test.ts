@@ -64,11 +64,13 @@ for (const op of [() => vol.fs.readFile("/fifo"), () => vol.fs.writeFile("/fifo"
 
 it("reads a huge guest-made file without blocking the event loop, and bounds readFile", async () => {
   await sb.exec("sh", ["-c", "truncate -s 100G /v/sparse && truncate -s 256M /v/quarter"]);
+  const fds = openFds();
   const before = Date.now();
   const err = await vol.fs.readFile("/sparse").catch((e) => e);
   expect(err).toBeInstanceOf(FsLimitError);
   expect(err).toMatchObject({ limit: "maxBytes", path: "/sparse" });
   expect(Date.now() - before).toBeLessThan(5000); // refused from the size, nothing read
+  expect(openFds()).toBe(fds);
 
   // A 256 MiB read (the default bound) while a timer must keep ticking.
   let ticks = 0;

@@ -17,6 +17,9 @@ import { EventQueue, watchBeneath } from "./watch.js";
 
 // Idle connections kept for the next call (each is a process in the guest).
 const MAX_IDLE = 4;
+// Connections open at once, streams and watches included (the agent serves
+// at most 128 workers): more calls wait for one to end.
+const MAX_OPEN = 64;
 // readdir entries turned into JavaScript strings at most.
 const MAX_ENTRIES = 1 << 20;
 const ENTRY_TYPES = new Set(["file", "directory", "symlink", "other"]);
@@ -56,6 +59,8 @@ function parseEntry(f: Frame): TreeEntry {
 export class SandboxFs extends FileSystem {
   #o: SandboxFsOptions;
   #idle: FsConnection[] = [];
+  #open = 0;
+  #waiting: (() => void)[] = [];
 
   /** @internal Use `sb.fs`. */
   constructor(options: SandboxFsOptions) {
@@ -67,15 +72,30 @@ export class SandboxFs extends FileSystem {
     return path.posix.resolve(this.#o.workdir, p);
   }
 
+  // A connection for one call, which gives it back with #release exactly once.
   async #acquire(): Promise<FsConnection> {
-    const gone = this.#o.gone();
-    if (gone) throw gone;
-    for (let c = this.#idle.pop(); c; c = this.#idle.pop())
-      if (c.open) {
-        c.ref();
-        return c;
+    for (;;) {
+      const gone = this.#o.gone();
+      if (gone) throw gone;
+      for (let c = this.#idle.pop(); c; c = this.#idle.pop()) {
+        if (c.open) {
+          c.ref();
+          return c;
+        }
+        this.#open--; // the guest closed it while idle
       }
-    return FsConnection.open(this.#o.socketPath, this.#o.user, this.#o.whyClosed);
+      if (this.#open < MAX_OPEN) {
+        this.#open++;
+        try {
+          return await FsConnection.open(this.#o.socketPath, this.#o.user, this.#o.whyClosed);
+        } catch (err) {
+          this.#open--;
+          this.#waiting.shift()?.();
+          throw err;
+        }
+      }
+      await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    }
   }
 
   /** Back to the pool if it is in step with the guest (`reusable`), else closed. */
@@ -85,12 +105,18 @@ export class SandboxFs extends FileSystem {
       this.#idle.push(c);
     } else {
       c.close();
+      this.#open--;
     }
+    this.#waiting.shift()?.();
   }
 
-  /** @internal Closes the idle connections (the sandbox is stopping). */
+  /** @internal Closes the idle connections (the sandbox is stopping); waiting calls then fail. */
   closeIdle(): void {
-    this.#idle.splice(0).forEach((c) => c.close());
+    for (const c of this.#idle.splice(0)) {
+      c.close();
+      this.#open--;
+    }
+    this.#waiting.splice(0).forEach((wake) => wake());
   }
 
   // A request answered by OK (or ERROR), with `onFrame` for frames before it.
@@ -117,17 +143,14 @@ export class SandboxFs extends FileSystem {
   // A stream's request: its connection once the guest said OK.
   async #begin(display: string, req: object): Promise<{ c: FsConnection; ok: Record<string, unknown> }> {
     const c = await this.#acquire();
+    let f: Frame | undefined;
     try {
       await c.write(FsFrame.Request, JSON.stringify(req));
-      const f = await c.next();
-      if (f.type === FsFrame.Error) {
-        this.#release(c, true);
-        throw guestError(f, display);
-      }
-      if (f.type !== FsFrame.Ok) throw unexpected(f, "instead of OK");
-      return { c, ok: parseJsonFrame("OK", f.payload) };
+      f = await c.next();
+      if (f.type === FsFrame.Ok) return { c, ok: parseJsonFrame("OK", f.payload) };
+      throw f.type === FsFrame.Error ? guestError(f, display) : unexpected(f, "instead of OK");
     } catch (err) {
-      c.close();
+      this.#release(c, f?.type === FsFrame.Error);
       throw err;
     }
   }
@@ -325,7 +348,7 @@ export class SandboxFs extends FileSystem {
   protected async watchRaw(p: string, recursive: boolean, queue: EventQueue): Promise<() => void> {
     const guestPath = this.#guestPath(p);
     const { c } = await this.#begin(p, { op: "watch", path: guestPath, recursive });
-    const stops = [() => c.close()];
+    const stops = [() => this.#release(c, false)];
     const stop = () => stops.splice(0).forEach((s) => s());
     void (async () => {
       try {

@@ -5,7 +5,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { FsLimitError } from "../errors.js";
 import { loadNative } from "../vm/native.js";
-import { fromNative } from "./errors.js";
+import { fromNative, fromSystemError } from "./errors.js";
 import { beneath } from "./tree.js";
 import type { WatchEvent } from "./types.js";
 
@@ -151,7 +151,12 @@ export async function watchBeneath(
     // A single file: every event is about it.
     const { fd } = await beneath(display, folder, () => native.openRead(root, rel, true));
     try {
-      const w = fs.watch(`/proc/self/fd/${fd}`);
+      let w: fs.FSWatcher;
+      try {
+        w = fs.watch(`/proc/self/fd/${fd}`);
+      } catch (err) {
+        throw fromSystemError(err, display);
+      }
       w.on("change", (type) => emit(type as "rename" | "change", path.posix.basename(prefix || rel || display)));
       w.on("error", () => w.close());
       watchers.set("", w);
@@ -205,7 +210,12 @@ export async function watchBeneath(
     }
     try {
       if (stopped) return;
-      const w = fs.watch(`/proc/self/fd/${fd}/.`);
+      let w: fs.FSWatcher;
+      try {
+        w = fs.watch(`/proc/self/fd/${fd}/.`);
+      } catch (err) {
+        throw fromSystemError(err, display); // ENOSPC: out of inotify watches
+      }
       watchers.set(sub, w);
       w.on("change", (type, name) => onEvent(sub, type as "rename" | "change", String(name)));
       w.on("error", () => drop(sub));

@@ -101,8 +101,12 @@ export class VolumeFs extends FileSystem {
 
   protected async openRead(p: string): Promise<{ size: number; stream: Readable }> {
     const { fd, size } = await this.#op(p, (rel) => loadNative().beneath.openRead(this.root, rel, true));
-    // Read on libuv's threads, with Node's backpressure.
-    return { size, stream: Readable.from(chunksOf(fs.createReadStream("", { fd, highWaterMark: FS_CHUNK }), p), { objectMode: false }) };
+    // Read on libuv's threads, with Node's backpressure; closed however the
+    // reader ends, even before its first read.
+    const file = fs.createReadStream("", { fd, highWaterMark: FS_CHUNK });
+    const stream = Readable.from(chunksOf(file, p), { objectMode: false });
+    stream.once("close", () => file.destroy());
+    return { size, stream };
   }
 
   protected async openWrite(p: string, mode: number, flags: WriteFlags): Promise<Writable> {

@@ -64,7 +64,9 @@ constexpr size_t kMaxWorkers = 128;
 
 }  // namespace
 
-FsServer::FsServer(uint32_t port) : listen_(VsockListen(port)) { krunbox::SetNonBlocking(listen_.get()); }
+// Connections beyond the backlog are refused while workers fork (slowly,
+// under TCG): room for as many as there may be workers.
+FsServer::FsServer(uint32_t port) : listen_(VsockListen(port, kMaxWorkers)) { krunbox::SetNonBlocking(listen_.get()); }
 
 void FsServer::AddPollFds(std::vector<pollfd>& fds) const {
   if (workers_.size() < kMaxWorkers) fds.push_back({listen_.get(), POLLIN, 0});
