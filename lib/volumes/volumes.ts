@@ -177,7 +177,8 @@ export class Volume {
     if (lockFd < 0 && !options.force) throw new VolumeInUseError(name);
     try {
       if (vol.info.quotaMiB !== undefined) await unmount(layout(vol.name).dir);
-      loadNative().rmBeneath(volumesDir(), vol.name, true);
+      // Off the main thread: guests decide how much there is to delete.
+      await loadNative().beneath.rm(volumesDir(), vol.name, true, true);
     } finally {
       loadNative().unlock(lockFd);
     }
