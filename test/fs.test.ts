@@ -165,6 +165,7 @@ describe("one sandbox", () => {
     const inotifyCount = async () =>
       Number((await sb.exec("sh", ["-c", "ls -l /proc/[0-9]*/fd 2>/dev/null | grep -c inotify"])).stdout.trim());
     const before = await inotifyCount();
+    sb.fs.watch("/work/w"); // as fs.promises.watch: nothing starts until it is iterated
     const ac = new AbortController();
     const events: WatchEvent[] = [];
     const has = (eventType: string, filename: string) => events.some((e) => e.eventType === eventType && e.filename === filename);
@@ -177,7 +178,7 @@ describe("one sandbox", () => {
     })();
     // The watch is set up asynchronously: poke until it reports.
     await waitFor("the watch", async () => (await sb.fs.writeFile("/work/w/ready", "x"), has("rename", "ready") || has("change", "ready")));
-    expect(await inotifyCount()).toBe(before + 1);
+    expect(await inotifyCount()).toBe(before + 1); // one, the iterated one
 
     await sb.exec("sh", ["-c", "cd /work/w && echo a > f && echo b >> f && mv f g && rm g && mkdir sub && echo c > sub/h"]);
     for (const [type, name] of [["rename", "f"], ["change", "f"], ["rename", "g"], ["rename", "sub"], ["rename", "sub/h"]] as const)

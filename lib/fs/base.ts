@@ -226,8 +226,8 @@ export abstract class FileSystem {
   /** Like fs.promises.watch: events until the loop ends or `signal` aborts (then an AbortError). */
   watch(p: string, options: WatchOptions = {}): AsyncIterableIterator<WatchEvent> {
     checkPath(p);
-    const queue = new EventQueue(options.maxQueue ?? 2048, options.signal);
-    queue.start(() => this.watchRaw(p, options.recursive ?? false, queue));
-    return queue;
+    const recursive = options.recursive ?? false;
+    const maxQueue = checkSize(options.maxQueue, "options.maxQueue", 2048) || 1;
+    return new EventQueue(maxQueue, options.signal, (queue) => this.watchRaw(p, recursive, queue));
   }
 }

@@ -33,21 +33,24 @@ export class EventQueue implements AsyncIterableIterator<WatchEvent> {
   #error: unknown;
   #done = false;
   #stops: (() => void)[] = [];
+  #begin: (() => Promise<() => void>) | undefined;
 
+  /**
+   * `begin` starts the sources when the watch is first iterated (as
+   * fs.promises.watch does) and resolves with what stops them.
+   */
   constructor(
     private readonly maxQueue: number,
-    signal?: AbortSignal,
+    signal: AbortSignal | undefined,
+    begin: (queue: EventQueue) => Promise<() => void>,
   ) {
+    this.#begin = () => begin(this);
     if (signal?.aborted) this.fail(abortError(signal));
-    else signal?.addEventListener("abort", () => this.fail(abortError(signal)), { once: true });
-  }
-
-  /** Runs a source's start; its stop function runs when the watch ends. */
-  start(begin: () => Promise<() => void>): void {
-    begin().then(
-      (stop) => (this.#done ? stop() : this.#stops.push(stop)),
-      (err) => this.fail(err),
-    );
+    else if (signal) {
+      const onAbort = () => this.fail(abortError(signal));
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.#stops.push(() => signal.removeEventListener("abort", onAbort));
+    }
   }
 
   /** Queues an event (dropped when full); false once the queue is full. */
@@ -79,6 +82,7 @@ export class EventQueue implements AsyncIterableIterator<WatchEvent> {
 
   fail(err: unknown): void {
     if (this.#done) return;
+    this.#begin = undefined;
     this.#error = err;
     this.#finish();
   }
@@ -94,6 +98,13 @@ export class EventQueue implements AsyncIterableIterator<WatchEvent> {
   }
 
   next(): Promise<IteratorResult<WatchEvent>> {
+    const begin = this.#begin;
+    this.#begin = undefined;
+    if (begin && !this.#done)
+      begin().then(
+        (stop) => (this.#done ? stop() : this.#stops.push(stop)),
+        (err) => this.fail(err),
+      );
     const e = this.#events.shift();
     if (e) {
       if (this.#events.length < this.maxQueue) this.#spaceWaiters.splice(0).forEach((wake) => wake());
@@ -109,6 +120,7 @@ export class EventQueue implements AsyncIterableIterator<WatchEvent> {
   }
 
   async return(): Promise<IteratorResult<WatchEvent>> {
+    this.#begin = undefined;
     if (!this.#done) this.#finish();
     return { value: undefined, done: true };
   }
