@@ -9,6 +9,7 @@
         "src/addon/addon.cc",
         "src/addon/vm.cc",
         "src/addon/beneath.cc",
+        "src/addon/beneath_ops.cc",
         "src/common/vm_config.cc",
         "src/common/guest_config.cc",
         "src/common/posix.cc"

@@ -1,4 +1,4 @@
-/** Every error krunbox throws is a KrunboxError with a stable `code`. */
+/** Every error krunbox throws is a KrunboxError with a stable `code` (FsError: the errno name, as in Node). */
 export class KrunboxError extends Error {
   readonly code: string;
   constructor(code: string, message: string, options?: { cause?: unknown }) {
@@ -156,17 +156,60 @@ export class VolumeInUseError extends KrunboxError {
   }
 }
 
-/** A path given to vol.fs, or found there, would lead outside the volume. */
+/** A path given to vol.fs or copyOut, or a symlink found there, would lead outside its folder. */
 export class PathEscapeError extends KrunboxError {
-  constructor(p: string) {
-    super("ERR_KRUNBOX_PATH_ESCAPE", `"${p}" leads outside the volume (through ".." or a symlink); refused`);
+  readonly path: string;
+  constructor(p: string, folder = "the volume") {
+    super("ERR_KRUNBOX_PATH_ESCAPE", `"${p}" leads outside ${folder} (through ".." or a symlink); refused`);
+    this.path = p;
   }
 }
 
-/** A host-side file operation on a volume failed (a missing file, a full disk...). */
+/**
+ * A file operation of `sb.fs` or `vol.fs` failed. Like Node's own fs errors,
+ * and unlike every other krunbox error, its `code` is the errno name
+ * ("ENOENT", "EEXIST", "ENOTDIR", "EISDIR", "ENOTEMPTY", "EACCES", "EROFS",
+ * "ENOSPC"...), so code written for `fs/promises` handles it unchanged;
+ * `errno` is Node's negative number, `syscall` and `path` say what failed.
+ */
 export class FsError extends KrunboxError {
-  constructor(message: string) {
-    super("ERR_KRUNBOX_FS", message);
+  readonly errno: number;
+  readonly syscall: string;
+  readonly path: string;
+  readonly dest?: string;
+  constructor(code: string, errno: number, syscall: string, p: string, options: { dest?: string; description?: string } = {}) {
+    const where = options.dest === undefined ? `'${p}'` : `'${p}' -> '${options.dest}'`;
+    super(code, `${code}: ${options.description ?? "file operation failed"}, ${syscall} ${where}`);
+    this.errno = errno;
+    this.syscall = syscall;
+    this.path = p;
+    if (options.dest !== undefined) this.dest = options.dest;
+  }
+}
+
+/**
+ * Host-side code met a FIFO, device node or socket (which a guest can make
+ * in a shared folder) where it reads or writes files: it never opens them,
+ * since a FIFO would block and a device would reach a host driver.
+ */
+export class SpecialFileError extends KrunboxError {
+  readonly path: string;
+  readonly fileType: string;
+  constructor(p: string, fileType: string) {
+    super("ERR_KRUNBOX_SPECIAL_FILE", `"${p}" is a ${fileType}; krunbox reads and writes only regular files and folders on the host`);
+    this.path = p;
+    this.fileType = fileType;
+  }
+}
+
+/** A size the guest controls passed its bound (`limit` names the option that raises it). */
+export class FsLimitError extends KrunboxError {
+  readonly path: string;
+  readonly limit: string;
+  constructor(p: string, limit: string, message: string) {
+    super("ERR_KRUNBOX_FS_LIMIT", `${p}: ${message}`);
+    this.path = p;
+    this.limit = limit;
   }
 }
 

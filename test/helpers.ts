@@ -50,10 +50,10 @@ export function vmProcesses(): { pid: number; comm: string }[] {
   return found;
 }
 
-export async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 10_000): Promise<T> {
+export async function waitFor<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = probe();
+    const value = await probe();
     if (value) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
@@ -69,10 +69,13 @@ export function runDirEntries(): string[] {
   return fs.existsSync(dir) ? fs.readdirSync(dir) : [];
 }
 
-/** Runs an ES module source in a separate Node process; resolves with its trimmed stdout. */
-export function runModule(source: string): Promise<string> {
+/**
+ * Runs an ES module source in a separate Node process; resolves with its
+ * trimmed stdout (what it printed before `timeoutMs`, if it is killed then).
+ */
+export function runModule(source: string, timeoutMs?: number): Promise<string> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, ["--input-type=module", "-e", source], { env: process.env });
+    const p = spawn(process.execPath, ["--input-type=module", "-e", source], { env: process.env, timeout: timeoutMs, killSignal: "SIGKILL" });
     let out = "";
     p.stdout.on("data", (d) => (out += d));
     p.on("close", () => resolve(out.trim()));
@@ -100,4 +103,22 @@ export function pathWithout(dir: string, banned: (name: string) => boolean): str
       if (!banned(name) && !fs.existsSync(path.join(dir, name))) fs.symlinkSync(path.join(from, name), path.join(dir, name));
   }
   return dir;
+}
+
+/**
+ * Every entry under `dir` (sorted, parents first, symlinks not followed),
+ * each described by `describe` as lines: for comparing folder trees.
+ */
+export function listTree(dir: string, describe: (rel: string, st: fs.Stats, full: string) => string[]): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const name of fs.readdirSync(d).sort()) {
+      const full = path.join(d, name);
+      const st = fs.lstatSync(full);
+      out.push(...describe(path.relative(dir, full), st, full));
+      if (st.isDirectory()) walk(full);
+    }
+  };
+  walk(dir);
+  return out;
 }

@@ -45,6 +45,7 @@ it("translates the VM config into krun_* calls and reports the workload's exit s
       { port: 5001, socketPath: "/tmp/out.sock", listen: false },
     ],
     agentSocketPath: "/tmp/agent.sock",
+    agentFsSocketPath: "/tmp/agent-fs.sock",
     command: ["/bin/sh", "-c", "echo hi"],
     env: { A: "1" },
     workdir: "/work",
@@ -64,6 +65,7 @@ it("translates the VM config into krun_* calls and reports the workload's exit s
     "krun_add_vsock 7 0",
     `krun_add_vsock_port2 7 1024 ${runDir}/ctl.sock 0`,
     "krun_add_vsock_port2 7 1025 /tmp/agent.sock 1",
+    "krun_add_vsock_port2 7 1026 /tmp/agent-fs.sock 1",
     "krun_add_vsock_port2 7 5000 /tmp/in.sock 1",
     "krun_add_vsock_port2 7 5001 /tmp/out.sock 0",
     // the command, env and workdir reach the agent through the tree's config

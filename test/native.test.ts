@@ -1,5 +1,6 @@
 // The native unit tests (test/native/*.cc, doctest): QEMU arguments, the VM
-// and guest configs, control lines. Built by setup with everything else.
+// and guest configs, control lines, the confined host-side file operations.
+// Built by setup with everything else.
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { expect, it } from "vitest";

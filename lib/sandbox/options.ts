@@ -13,12 +13,22 @@ const envRecord = z.record(
 /** An OCI image reference, checked in full by parseReference (lib/images/reference.ts). */
 export const imageReferenceSchema = z.string().min(1).describe('an OCI image reference, e.g. "python:3-slim" or "localhost:5000/team/app:1"');
 
+// The highest uid/gid: (uid_t)-1 means "leave unchanged" to setuid() and friends.
+export const MAX_ID = 2 ** 32 - 2;
+const validId = (id: string) => !/^\d+$/.test(id) || Number(id) <= MAX_ID;
+const userSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9._][A-Za-z0-9._-]*(:\d+)?$/, "must be a user name or uid, optionally :gid")
+  .refine((u) => u.split(":").every(validId), { message: `uids and gids go from 0 to ${MAX_ID}` });
+
 export const sandboxOptionsSchema = z
   .object({
     cpus: z.number().int().min(1).max(64).default(VM_DEFAULTS.cpus),
     memoryMiB: z.number().int().min(64).max(1024 * 1024).default(VM_DEFAULTS.memoryMiB),
     env: envRecord.default({}),
     workdir: absolutePath.default(VM_DEFAULTS.workdir),
+    /** Who processes and sb.fs run as by default (the image's user if absent). */
+    user: userSchema.optional(),
     backend: z.enum(["auto", "qemu", "libkrun"]).default("auto"),
     accel: z.enum(["auto", "kvm", "tcg"]).default("auto"),
     bootTimeoutMs: z.number().int().min(1000).max(3_600_000).default(VM_DEFAULTS.bootTimeoutMs),
@@ -38,18 +48,8 @@ export type SandboxOptions = Omit<z.input<typeof sandboxOptionsSchema>, "volumes
 export type ResolvedSandboxOptions = z.output<typeof sandboxOptionsSchema> & {
   /** The root folder the image resolved to (undefined: the default image). */
   root?: string;
-  /** The image's default user for processes. */
-  user?: string;
   imageDigest?: string;
 };
-
-// The highest uid/gid: (uid_t)-1 means "leave unchanged" to setuid() and friends.
-export const MAX_ID = 2 ** 32 - 2;
-const validId = (id: string) => !/^\d+$/.test(id) || Number(id) <= MAX_ID;
-const userSchema = z
-  .string()
-  .regex(/^[A-Za-z0-9._][A-Za-z0-9._-]*(:\d+)?$/, "must be a user name or uid, optionally :gid")
-  .refine((u) => u.split(":").every(validId), { message: `uids and gids go from 0 to ${MAX_ID}` });
 
 export const execOptionsSchema = z
   .object({

@@ -19,7 +19,7 @@ export enum Frame {
   Error = 20,
 }
 
-export function encodeFrame(type: Frame, payload: Buffer | string = Buffer.alloc(0)): Buffer {
+export function encodeFrame(type: number, payload: Buffer | string = Buffer.alloc(0)): Buffer {
   const body = typeof payload === "string" ? Buffer.from(payload) : payload;
   const header = Buffer.alloc(5);
   header.writeUInt32LE(body.length + 1, 0);

@@ -26,6 +26,7 @@ import {
 import { SandboxProcess, type ProcessExit } from "./process.js";
 import { execPayload, MAX_FRAME, type ExecRequest } from "./protocol.js";
 import { createSocketDir, type SocketDir } from "./socket-dir.js";
+import { SandboxFs } from "../fs/sandbox-fs.js";
 import { holdImage, pullImage } from "../images/cache.js";
 import { VirtualMachine } from "../vm/vm.js";
 import { parseOptions } from "../validate.js";
@@ -77,6 +78,12 @@ export class Sandbox extends EventEmitter {
   get accel(): string | undefined {
     return this.#vm.accel;
   }
+  /**
+   * Files inside the sandbox, in Node's `fs/promises` shape: as the
+   * sandbox's user, on the guest's view of paths (root, volumes, tmpfs);
+   * relative paths resolve against the workdir.
+   */
+  readonly fs: SandboxFs;
 
   #vm: VirtualMachine;
   #options: ResolvedSandboxOptions;
@@ -94,6 +101,14 @@ export class Sandbox extends EventEmitter {
     if (options.imageDigest) holds.push(holdImage(options.imageDigest));
     this.#release = () => holds.splice(0).forEach((release) => release());
     this.#socketDir = createSocketDir();
+    this.fs = new SandboxFs({
+      socketPath: this.#socketDir.fsSocketPath,
+      user: options.user ?? "",
+      workdir: options.workdir,
+      shares: volumes.shares,
+      gone: () => this.#sandboxGone(),
+      whyClosed: () => this.#whyClosed(),
+    });
     try {
       this.#vm = VirtualMachine.start({
         // "auto" is qemu, the backend that CI exercises; libkrun on request.
@@ -109,6 +124,7 @@ export class Sandbox extends EventEmitter {
         rootReadOnly: true,
         command: [],
         agentSocketPath: this.#socketDir.socketPath,
+        agentFsSocketPath: this.#socketDir.fsSocketPath,
         shares: volumes.shares,
         tmpfs: volumes.tmpfs,
       });
@@ -159,7 +175,7 @@ export class Sandbox extends EventEmitter {
       const imageEnv = Object.fromEntries(pulled.config.env.map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
       resolved.env = { ...imageEnv, ...resolved.env };
       if (options.workdir === undefined && pulled.config.workingDir) resolved.workdir = pulled.config.workingDir;
-      resolved.user = pulled.config.user;
+      resolved.user ??= pulled.config.user || undefined;
     }
     const envBytes = Buffer.byteLength(JSON.stringify(envList(resolved.env)));
     if (envBytes > MAX_ENV_BYTES)
@@ -185,6 +201,7 @@ export class Sandbox extends EventEmitter {
   }
 
   #cleanup() {
+    this.fs.closeIdle();
     this.#release();
     this.#socketDir.remove();
   }

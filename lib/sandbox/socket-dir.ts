@@ -1,4 +1,4 @@
-// Each sandbox's private folder for its agent socket, in the temp folder
+// Each sandbox's private folder for its agent sockets, in the temp folder
 // (Unix socket paths are limited to 107 bytes). Its owner holds a lock on
 // it while it lives; a host program killed by a signal cannot remove its
 // folder, so each new sandbox sweeps folders whose owner is gone.
@@ -13,7 +13,10 @@ const PREFIX = "krunbox-sb-";
 const GRACE_MS = 60_000;
 
 export interface SocketDir {
+  /** The guest agent's exec service. */
   socketPath: string;
+  /** The guest agent's file service (sb.fs). */
+  fsSocketPath: string;
   /** Removes the folder; idempotent. */
   remove(): void;
 }
@@ -24,6 +27,7 @@ export function createSocketDir(): SocketDir {
   let lock = loadNative().flock(path.join(dir, "lock"), true);
   return {
     socketPath: path.join(dir, "agent.sock"),
+    fsSocketPath: path.join(dir, "fs.sock"),
     remove() {
       if (lock < 0) return;
       fs.rmSync(dir, { recursive: true, force: true });

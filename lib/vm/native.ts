@@ -1,5 +1,6 @@
 // The N-API addon (src/addon), loaded once.
 import { createRequire } from "node:module";
+import type { RawStat } from "../fs/types.js";
 import { addonPath } from "./runtime.js";
 
 export interface NativeVm {
@@ -12,10 +13,13 @@ export interface Native {
   /** krunbox's version the addon was built from. */
   version: string;
   Vm: new (runnerPath: string, config: object, onEvent: (line: string) => void) => NativeVm;
-  readFileBeneath(root: string, rel: string): Buffer;
-  writeFileBeneath(root: string, rel: string, data: Buffer, mode: number): void;
-  readdirBeneath(root: string, rel: string): { name: string; type: "file" | "directory" | "symlink" | "other" }[];
+  /** Asynchronous, on libuv's threads; rejects with code ERR_KRUNBOX_FS (errno, syscall), _PATH_ESCAPE or _SPECIAL_FILE. */
+  beneath: BeneathOps;
+  // Synchronous twins, for image unpacking (small steps in krunbox's own cache).
+  readdirBeneath(root: string, rel: string): NativeDirEntry[];
+  /** An existing entry of that name is not an error. */
   mkdirBeneath(root: string, rel: string): void;
+  /** Removes an empty folder too. */
   rmBeneath(root: string, rel: string, recursive: boolean): void;
   /** A new file's fd, open for writing; an entry of that name is replaced, never followed. */
   createBeneath(root: string, rel: string, mode: number): number;
@@ -25,6 +29,31 @@ export interface Native {
   /** A held lock's fd, or -1 when another holder conflicts. */
   flock(path: string, exclusive: boolean): number;
   unlock(fd: number): void;
+}
+
+export interface NativeDirEntry {
+  name: string;
+  type: "file" | "directory" | "symlink" | "other";
+}
+
+/**
+ * File operations confined beneath `root` (src/addon/beneath_ops.h): regular
+ * files and folders only, never a FIFO or device; `rel` is relative and
+ * normalized (no leading "/", no "." or ".." parts).
+ */
+export interface BeneathOps {
+  openRead(root: string, rel: string, follow: boolean): Promise<{ fd: number; size: number }>;
+  openWrite(root: string, rel: string, mode: number, flags: "w" | "wx" | "a"): Promise<number>;
+  readdir(root: string, rel: string): Promise<NativeDirEntry[]>;
+  stat(root: string, rel: string, follow: boolean): Promise<RawStat>;
+  readlink(root: string, rel: string): Promise<string>;
+  mkdir(root: string, rel: string, mode: number, existOk: boolean): Promise<void>;
+  rm(root: string, rel: string, recursive: boolean, allowEmptyDir: boolean): Promise<void>;
+  rename(root: string, from: string, to: string): Promise<void>;
+  create(root: string, rel: string, mode: number): Promise<number>;
+  symlink(root: string, rel: string, target: string): Promise<void>;
+  link(root: string, rel: string, existingRel: string): Promise<void>;
+  openDir(root: string, rel: string, follow: boolean): Promise<number>;
 }
 
 let native: Native | undefined;

@@ -74,6 +74,8 @@ export const vmOptionsSchema = z
     command: z.array(z.string()),
     /** Host Unix socket that reaches the guest agent's exec service. */
     agentSocketPath: z.string().optional(),
+    /** Host Unix socket that reaches the guest agent's file service (sb.fs). */
+    agentFsSocketPath: z.string().optional(),
     env: z.record(z.string(), z.string()).optional(),
     workdir: absolutePath.optional(),
     /** File that receives the guest's serial console. */

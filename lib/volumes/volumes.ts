@@ -3,11 +3,12 @@
 import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { ConfigError, FsError, PathEscapeError, QuotaNotSupportedError, VolumeExistsError, VolumeInUseError, VolumeNotFoundError } from "../errors.js";
+import { ConfigError, QuotaNotSupportedError, VolumeExistsError, VolumeInUseError, VolumeNotFoundError } from "../errors.js";
 import { loadNative } from "../vm/native.js";
 import { createDisk, ensureMounted, resizeDisk, unmount } from "./quota.js";
 import { krunboxHome } from "../vm/runtime.js";
 import { parseOptions } from "../validate.js";
+import { VolumeFs } from "./volume-fs.js";
 
 export interface VolumeInfo {
   name: string;
@@ -36,7 +37,6 @@ const createOptionsSchema = z
     labels: z.record(z.string().min(1, "label names must not be empty"), z.string()).default({}),
   })
   .strict();
-const writeFileOptionsSchema = z.object({ mode: z.number().int().min(0).max(0o7777).default(0o644) }).strict();
 
 // volume.json is replaced whole (write aside, then rename): readers never see half of it.
 function writeMeta(dir: string, info: VolumeInfo): void {
@@ -55,74 +55,6 @@ const layout = (name: string) => {
   const dir = path.join(volumesDir(), name);
   return { dir, data: path.join(dir, "data"), meta: path.join(dir, "volume.json"), lock: path.join(dir, "lock") };
 };
-
-// A path inside a volume, relative and normalized; ".." that would climb
-// out is refused here, symlinks by the kernel (openat2 RESOLVE_BENEATH).
-function inside(p: string): string {
-  if (typeof p !== "string" || p.includes("\0")) throw new ConfigError("path", "path: must be a string without NUL");
-  const rel = path.posix.normalize(`/${p}`).slice(1);
-  if (rel.split("/").includes("..")) throw new PathEscapeError(p);
-  return rel;
-}
-
-function fsCall<T>(p: string, op: () => T): T {
-  try {
-    return op();
-  } catch (err) {
-    const e = err as { code?: string; errno?: number; message?: string };
-    if (e.code === "ERR_KRUNBOX_PATH_ESCAPE") throw new PathEscapeError(p);
-    if (e.code === "ERR_KRUNBOX_FS") throw new FsError(e.message ?? "file operation failed");
-    throw err;
-  }
-}
-
-/** Host-side file access to a volume that never leaves it, whatever the guest put there. */
-export class VolumeFs {
-  constructor(
-    private readonly root: string,
-    private readonly ready: () => Promise<void>,
-  ) {}
-
-  async readFile(p: string): Promise<Buffer>;
-  async readFile(p: string, encoding: BufferEncoding): Promise<string>;
-  async readFile(p: string, encoding?: BufferEncoding): Promise<Buffer | string> {
-    await this.ready();
-    const data = fsCall(p, () => loadNative().readFileBeneath(this.root, inside(p)));
-    return encoding ? data.toString(encoding) : data;
-  }
-
-  async writeFile(p: string, data: string | Uint8Array, options: { mode?: number } = {}): Promise<void> {
-    const { mode } = parseOptions(writeFileOptionsSchema, options, "options");
-    const rel = inside(p);
-    if (!rel) throw new ConfigError("path", "path: names the volume's root folder, not a file");
-    await this.ready();
-    fsCall(p, () => loadNative().writeFileBeneath(this.root, rel, Buffer.from(data), mode));
-  }
-
-  async readdir(p = "/"): Promise<{ name: string; type: "file" | "directory" | "symlink" | "other" }[]> {
-    await this.ready();
-    return fsCall(p, () => loadNative().readdirBeneath(this.root, inside(p)));
-  }
-
-  async mkdir(p: string, options: { recursive?: boolean } = {}): Promise<void> {
-    const rel = inside(p);
-    const parts = rel.split("/").filter(Boolean);
-    await this.ready();
-    for (let i = options.recursive ? 1 : parts.length; i <= parts.length; i++)
-      fsCall(p, () => loadNative().mkdirBeneath(this.root, parts.slice(0, i).join("/")));
-  }
-
-  async rm(p: string, options: { recursive?: boolean; force?: boolean } = {}): Promise<void> {
-    const rel = inside(p);
-    if (!rel) throw new ConfigError("path", "path: cannot remove the volume's root folder; use Volume.remove");
-    await this.ready();
-    try {
-      fsCall(p, () => loadNative().rmBeneath(this.root, rel, options.recursive ?? false));
-    } catch (err) {
-      if (!(options.force && /No such file/.test((err as Error).message))) throw err;
-    }
-  }
-}
 
 export class Volume {
   readonly fs: VolumeFs;
@@ -238,7 +170,8 @@ export class Volume {
     if (lockFd < 0 && !options.force) throw new VolumeInUseError(name);
     try {
       if (vol.info.quotaMiB !== undefined) await unmount(layout(vol.name).dir);
-      loadNative().rmBeneath(volumesDir(), vol.name, true);
+      // Off the main thread: guests decide how much there is to delete.
+      await loadNative().beneath.rm(volumesDir(), vol.name, true, true);
     } finally {
       loadNative().unlock(lockFd);
     }

@@ -1,262 +1,261 @@
-// Host-side file access inside a folder that a guest can write to. Every
-// path is resolved by the kernel with openat2(RESOLVE_BENEATH |
-// RESOLVE_NO_MAGICLINKS): symlinks (absolute, "../..", /proc magic links)
-// and races with the guest can never lead outside the folder. Removal never
-// follows symlinks at all.
+// N-API bindings of beneath_ops.h. Each operation is exported twice from
+// one implementation: under `beneath` as an asynchronous function that runs
+// on libuv's thread pool and returns a Promise (volumes, copies: a guest can
+// make these slow, and Node's event loop must keep running), and as a
+// synchronous `<name>Beneath` for image unpacking, which does small steps
+// in krunbox's own cache. Plus the advisory locks of volumes and images.
 #include "addon/beneath.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
-#include "common/posix.h"
+#include "addon/beneath_ops.h"
 
 namespace krunbox {
 namespace {
 
-constexpr size_t kMaxReadBytes = 1ull << 30;
+namespace b = beneath;
 
-Napi::Error ErrnoError(Napi::Env env, const std::string& what, int err) {
-  Napi::Error e = Napi::Error::New(env, what + ": " + strerror(err));
-  e.Set("code", Napi::String::New(env, err == EXDEV ? "ERR_KRUNBOX_PATH_ESCAPE" : "ERR_KRUNBOX_FS"));
-  e.Set("errno", Napi::Number::New(env, err));
-  return e;
+// A folder a guest filled may be large, but never more than this many
+// entries are turned into JavaScript objects at once.
+constexpr size_t kMaxDirEntries = 1 << 20;
+
+Napi::Error ToJs(Napi::Env env, const b::Error& e) {
+  Napi::Error err = Napi::Error::New(env, e.what());
+  const char* code = e.kind == b::Error::Kind::Escape    ? "ERR_KRUNBOX_PATH_ESCAPE"
+                     : e.kind == b::Error::Kind::Special ? "ERR_KRUNBOX_SPECIAL_FILE"
+                                                         : "ERR_KRUNBOX_FS";
+  err.Set("code", code);
+  err.Set("errno", Napi::Number::New(env, e.err));
+  err.Set("syscall", e.syscall);
+  err.Set("path", e.path);
+  if (e.kind == b::Error::Kind::Special) err.Set("fileType", b::TypeName(e.type));
+  return err;
 }
 
-// The folder everything else is resolved beneath; throws if it can't be opened.
-int OpenRoot(Napi::Env env, const std::string& root) {
-  const int fd = open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) throw ErrnoError(env, "open " + root, errno);
-  return fd;
+std::string Str(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || !info[i].IsString())
+    throw Napi::TypeError::New(info.Env(), "argument " + std::to_string(i) + " must be a string");
+  return info[i].As<Napi::String>();
 }
 
-int OpenBeneath(int rootFd, const std::string& rel, uint64_t flags, uint64_t mode) {
-  open_how how{};
-  how.flags = flags | O_CLOEXEC;
-  how.mode = mode;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-  const std::string path = rel.empty() ? "." : rel;
-  return static_cast<int>(syscall(SYS_openat2, rootFd, path.c_str(), &how, sizeof how));
+uint32_t Uint(const Napi::CallbackInfo& info, size_t i, uint32_t fallback) {
+  return info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().Uint32Value() : fallback;
 }
 
-// Splits "a/b/c" into the parent "a/b" and the last component "c".
-void SplitLast(const std::string& rel, std::string& parent, std::string& name) {
-  const size_t slash = rel.find_last_of('/');
-  parent = slash == std::string::npos ? "" : rel.substr(0, slash);
-  name = slash == std::string::npos ? rel : rel.substr(slash + 1);
+bool Bool(const Napi::CallbackInfo& info, size_t i, bool fallback) {
+  return info.Length() > i && info[i].IsBoolean() ? info[i].As<Napi::Boolean>().Value() : fallback;
 }
 
-struct Args {
-  std::string root, rel;
+// Every operation: arguments parsed on the JS thread by its constructor,
+// Run() anywhere (no N-API), Result() on the JS thread.
+struct Nothing {
+  Napi::Value Result(Napi::Env env) { return env.Undefined(); }
 };
 
-// (root, rel): rel is relative to root, already normalized by lib/ (no
-// leading '/', no "." or ".." parts); the kernel enforces the rest.
-bool GetArgs(const Napi::CallbackInfo& info, Args& a) {
-  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) {
-    Napi::TypeError::New(info.Env(), "expected (root: string, path: string, ...)").ThrowAsJavaScriptException();
-    return false;
+struct FdResult {
+  int fd = -1;
+  Napi::Value Result(Napi::Env env) { return Napi::Number::New(env, fd); }
+};
+
+// openRead(root, rel, follow = true) -> { fd, size }
+struct OpenReadOp {
+  std::string root, rel;
+  bool follow;
+  b::Opened out{};
+  explicit OpenReadOp(const Napi::CallbackInfo& info) : root(Str(info, 0)), rel(Str(info, 1)), follow(Bool(info, 2, true)) {}
+  void Run() { out = b::OpenRead(root, rel, follow); }
+  Napi::Value Result(Napi::Env env) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("fd", static_cast<double>(out.fd));
+    o.Set("size", Napi::Number::New(env, static_cast<double>(out.size)));
+    return o;
   }
-  a.root = info[0].As<Napi::String>();
-  a.rel = info[1].As<Napi::String>();
-  return true;
-}
+};
 
-Napi::Value ReadFile(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Args a;
-  if (!GetArgs(info, a)) return env.Undefined();
-  Fd root(OpenRoot(env, a.root));
-  Fd fd(OpenBeneath(root.get(), a.rel, O_RDONLY, 0));
-  if (fd.get() < 0) throw ErrnoError(env, "open " + a.rel, errno);
-  struct stat st;
-  if (fstat(fd.get(), &st) != 0) throw ErrnoError(env, "stat " + a.rel, errno);
-  if (!S_ISREG(st.st_mode)) throw ErrnoError(env, a.rel, EISDIR);
-  std::string data;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw ErrnoError(env, "read " + a.rel, errno);
-    if (n == 0) break;
-    data.append(buf, static_cast<size_t>(n));
-    if (data.size() > kMaxReadBytes) throw ErrnoError(env, a.rel, EFBIG);
+// openWrite(root, rel, mode, flags: "w" | "wx" | "a") -> fd
+struct OpenWriteOp : FdResult {
+  std::string root, rel;
+  uint32_t mode;
+  b::WriteMode how;
+  explicit OpenWriteOp(const Napi::CallbackInfo& info) : root(Str(info, 0)), rel(Str(info, 1)), mode(Uint(info, 2, 0644)) {
+    const std::string flags = Str(info, 3);
+    how = flags == "wx" ? b::WriteMode::Exclusive : flags == "a" ? b::WriteMode::Append : b::WriteMode::Truncate;
   }
-  return Napi::Buffer<char>::Copy(env, data.data(), data.size());
-}
+  void Run() { fd = b::OpenWrite(root, rel, mode, how); }
+};
 
-// writeFile(root, rel, data: Buffer, mode): create or truncate; a symlink
-// is followed only while it stays beneath the root.
-Napi::Value WriteFile(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Args a;
-  if (!GetArgs(info, a)) return env.Undefined();
-  if (info.Length() < 3 || !info[2].IsBuffer()) throw Napi::TypeError::New(env, "data must be a Buffer");
-  const Napi::Buffer<char> data = info[2].As<Napi::Buffer<char>>();
-  const uint32_t mode = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Uint32Value() : 0644;
-  Fd root(OpenRoot(env, a.root));
-  Fd fd(OpenBeneath(root.get(), a.rel, O_WRONLY | O_CREAT | O_TRUNC, mode & 0777));
-  if (fd.get() < 0) throw ErrnoError(env, "open " + a.rel, errno);
-  size_t off = 0;
-  while (off < data.Length()) {
-    ssize_t n = write(fd.get(), data.Data() + off, data.Length() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw ErrnoError(env, "write " + a.rel, errno);
-    off += static_cast<size_t>(n);
+// readdir(root, rel) -> [{ name, type }]
+struct ReaddirOp {
+  std::string root, rel;
+  std::vector<b::DirEntry> out;
+  explicit ReaddirOp(const Napi::CallbackInfo& info) : root(Str(info, 0)), rel(Str(info, 1)) {}
+  void Run() { out = b::Readdir(root, rel, kMaxDirEntries); }
+  Napi::Value Result(Napi::Env env) {
+    Napi::Array arr = Napi::Array::New(env, out.size());
+    for (uint32_t i = 0; i < out.size(); i++) {
+      Napi::Object e = Napi::Object::New(env);
+      e.Set("name", out[i].name);
+      e.Set("type", out[i].type);
+      arr.Set(i, e);
+    }
+    return arr;
   }
-  return env.Undefined();
-}
+};
 
-Napi::Value Readdir(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Args a;
-  if (!GetArgs(info, a)) return env.Undefined();
-  Fd root(OpenRoot(env, a.root));
-  const int fd = OpenBeneath(root.get(), a.rel, O_RDONLY | O_DIRECTORY, 0);
-  if (fd < 0) throw ErrnoError(env, "open " + a.rel, errno);
-  DIR* d = fdopendir(fd);
-  if (!d) {
-    close(fd);
-    throw ErrnoError(env, "readdir " + a.rel, errno);
+// stat(root, rel, follow) -> the fields of struct stat (times in ms)
+struct StatOp {
+  std::string root, rel;
+  bool follow;
+  struct stat st {};
+  explicit StatOp(const Napi::CallbackInfo& info) : root(Str(info, 0)), rel(Str(info, 1)), follow(Bool(info, 2, true)) {}
+  void Run() { st = b::Stat(root, rel, follow); }
+  Napi::Value Result(Napi::Env env) {
+    Napi::Object o = Napi::Object::New(env);
+    auto ms = [](const timespec& t) { return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_nsec) / 1e6; };
+    o.Set("dev", static_cast<double>(st.st_dev));
+    o.Set("ino", static_cast<double>(st.st_ino));
+    o.Set("mode", static_cast<double>(st.st_mode));
+    o.Set("nlink", static_cast<double>(st.st_nlink));
+    o.Set("uid", static_cast<double>(st.st_uid));
+    o.Set("gid", static_cast<double>(st.st_gid));
+    o.Set("rdev", static_cast<double>(st.st_rdev));
+    o.Set("size", static_cast<double>(st.st_size));
+    o.Set("blksize", static_cast<double>(st.st_blksize));
+    o.Set("blocks", static_cast<double>(st.st_blocks));
+    o.Set("atimeMs", ms(st.st_atim));
+    o.Set("mtimeMs", ms(st.st_mtim));
+    o.Set("ctimeMs", ms(st.st_ctim));
+    return o;
   }
-  Napi::Array out = Napi::Array::New(env);
-  uint32_t i = 0;
-  while (dirent* e = readdir(d)) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-    Napi::Object entry = Napi::Object::New(env);
-    entry.Set("name", e->d_name);
-    const char* type = e->d_type == DT_DIR ? "directory" : e->d_type == DT_REG ? "file" : e->d_type == DT_LNK ? "symlink" : "other";
-    entry.Set("type", type);
-    out.Set(i++, entry);
+};
+
+struct ReadlinkOp {
+  std::string root, rel, out;
+  explicit ReadlinkOp(const Napi::CallbackInfo& info) : root(Str(info, 0)), rel(Str(info, 1)) {}
+  void Run() { out = b::Readlink(root, rel); }
+  Napi::Value Result(Napi::Env env) { return Napi::String::New(env, out); }
+};
+
+// mkdir(root, rel, mode = 0755, existOk = true)
+struct MkdirOp : Nothing {
+  std::string root, rel;
+  uint32_t mode;
+  bool existOk;
+  explicit MkdirOp(const Napi::CallbackInfo& info)
+      : root(Str(info, 0)), rel(Str(info, 1)), mode(Uint(info, 2, 0755)), existOk(Bool(info, 3, true)) {}
+  void Run() { b::Mkdir(root, rel, mode, existOk); }
+};
+
+// rm(root, rel, recursive, allowEmptyDir = true)
+struct RmOp : Nothing {
+  std::string root, rel;
+  bool recursive, allowEmptyDir;
+  explicit RmOp(const Napi::CallbackInfo& info)
+      : root(Str(info, 0)), rel(Str(info, 1)), recursive(Bool(info, 2, false)), allowEmptyDir(Bool(info, 3, true)) {}
+  void Run() { b::Remove(root, rel, recursive, allowEmptyDir); }
+};
+
+struct RenameOp : Nothing {
+  std::string root, from, to;
+  explicit RenameOp(const Napi::CallbackInfo& info) : root(Str(info, 0)), from(Str(info, 1)), to(Str(info, 2)) {}
+  void Run() { b::Rename(root, from, to); }
+};
+
+// create(root, rel, mode) -> fd of a new file
+struct CreateOp : FdResult {
+  std::string root, rel;
+  uint32_t mode;
+  explicit CreateOp(const Napi::CallbackInfo& info) : root(Str(info, 0)), rel(Str(info, 1)), mode(Uint(info, 2, 0644)) {}
+  void Run() { fd = b::Create(root, rel, mode); }
+};
+
+struct SymlinkOp : Nothing {
+  std::string root, rel, target;
+  explicit SymlinkOp(const Napi::CallbackInfo& info) : root(Str(info, 0)), rel(Str(info, 1)), target(Str(info, 2)) {}
+  void Run() { b::Symlink(root, rel, target); }
+};
+
+struct LinkOp : Nothing {
+  std::string root, rel, existing;
+  explicit LinkOp(const Napi::CallbackInfo& info) : root(Str(info, 0)), rel(Str(info, 1)), existing(Str(info, 2)) {}
+  void Run() { b::Link(root, rel, existing); }
+};
+
+// openDir(root, rel, follow = false) -> fd
+struct OpenDirOp : FdResult {
+  std::string root, rel;
+  bool follow;
+  explicit OpenDirOp(const Napi::CallbackInfo& info) : root(Str(info, 0)), rel(Str(info, 1)), follow(Bool(info, 2, false)) {}
+  void Run() { fd = b::OpenDir(root, rel, follow); }
+};
+
+template <typename Op>
+class OpWorker : public Napi::AsyncWorker {
+ public:
+  OpWorker(Napi::Env env, Op op) : Napi::AsyncWorker(env), op_(std::move(op)), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      op_.Run();
+    } catch (const b::Error& e) {
+      error_.emplace(e);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
   }
-  closedir(d);
-  return out;
-}
-
-Napi::Value Mkdir(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Args a;
-  if (!GetArgs(info, a)) return env.Undefined();
-  Fd root(OpenRoot(env, a.root));
-  std::string parent, name;
-  SplitLast(a.rel, parent, name);
-  Fd dir(OpenBeneath(root.get(), parent, O_PATH | O_DIRECTORY, 0));
-  if (dir.get() < 0) throw ErrnoError(env, "open " + parent, errno);
-  if (mkdirat(dir.get(), name.c_str(), 0755) != 0 && errno != EEXIST) throw ErrnoError(env, "mkdir " + a.rel, errno);
-  return env.Undefined();
-}
-
-// rm(root, rel, recursive): the parent is resolved beneath the root; the
-// entry itself is removed without following it if it is a symlink.
-Napi::Value Rm(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Args a;
-  if (!GetArgs(info, a)) return env.Undefined();
-  const bool recursive = info.Length() > 2 && info[2].ToBoolean();
-  Fd root(OpenRoot(env, a.root));
-  std::string parent, name;
-  SplitLast(a.rel, parent, name);
-  Fd dir(OpenBeneath(root.get(), parent, O_RDONLY | O_DIRECTORY, 0));
-  if (dir.get() < 0) throw ErrnoError(env, "open " + parent, errno);
-  struct stat st;
-  if (fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) throw ErrnoError(env, "rm " + a.rel, errno);
-  if (S_ISDIR(st.st_mode) && !recursive) {
-    if (unlinkat(dir.get(), name.c_str(), AT_REMOVEDIR) != 0) throw ErrnoError(env, "rm " + a.rel, errno);
-  } else if (!RemoveTreeAt(dir.get(), name.c_str())) {
-    throw ErrnoError(env, "rm " + a.rel, errno);
+  void OnOK() override {
+    if (error_) deferred_.Reject(ToJs(Env(), *error_).Value());
+    else deferred_.Resolve(op_.Result(Env()));
   }
-  return env.Undefined();
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Op op_;
+  Napi::Promise::Deferred deferred_;
+  std::optional<b::Error> error_;
+};
+
+template <typename Op>
+Napi::Value Async(const Napi::CallbackInfo& info) {
+  auto* worker = new OpWorker<Op>(info.Env(), Op(info));  // deletes itself when done
+  worker->Queue();
+  return worker->Promise();
 }
 
-// The folder that holds `rel`, resolved beneath the root, and the entry's
-// name in it; an existing non-folder entry of that name is removed first
-// (a tar entry replaces what was there, and is never written through it).
-int OpenParentReplacing(Napi::Env env, const Args& a, std::string& name) {
-  Fd root(OpenRoot(env, a.root));
-  std::string parent;
-  SplitLast(a.rel, parent, name);
-  const int dir = OpenBeneath(root.get(), parent, O_PATH | O_DIRECTORY, 0);
-  if (dir < 0) throw ErrnoError(env, "open " + parent, errno);
-  struct stat st;
-  if (fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode)) unlinkat(dir, name.c_str(), 0);
-  return dir;
-}
-
-// createBeneath(root, rel, mode) -> fd open for writing a new file.
-Napi::Value Create(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Args a;
-  if (!GetArgs(info, a)) return env.Undefined();
-  const uint32_t mode = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 0644;
-  std::string name;
-  Fd dir(OpenParentReplacing(env, a, name));
-  const int fd = openat(dir.get(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode & 07777);
-  if (fd < 0) throw ErrnoError(env, "create " + a.rel, errno);
-  return Napi::Number::New(env, fd);
-}
-
-// symlinkBeneath(root, rel, target): the link's text is never followed here.
-Napi::Value Symlink(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Args a;
-  if (!GetArgs(info, a)) return env.Undefined();
-  const std::string target = info[2].As<Napi::String>();
-  std::string name;
-  Fd dir(OpenParentReplacing(env, a, name));
-  if (symlinkat(target.c_str(), dir.get(), name.c_str()) != 0) throw ErrnoError(env, "symlink " + a.rel, errno);
-  return env.Undefined();
-}
-
-// linkBeneath(root, rel, existingRel): a hard link to an entry beneath the root.
-Napi::Value Link(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Args a;
-  if (!GetArgs(info, a)) return env.Undefined();
-  const std::string existing = info[2].As<Napi::String>();
-  Fd root(OpenRoot(env, a.root));
-  Fd src(OpenBeneath(root.get(), existing, O_PATH | O_NOFOLLOW, 0));
-  if (src.get() < 0) throw ErrnoError(env, "open " + existing, errno);
-  std::string name;
-  Fd dir(OpenParentReplacing(env, a, name));
-  // Through /proc: linkat's AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH.
-  const std::string proc = "/proc/self/fd/" + std::to_string(src.get());
-  if (linkat(AT_FDCWD, proc.c_str(), dir.get(), name.c_str(), AT_SYMLINK_FOLLOW) != 0)
-    throw ErrnoError(env, "link " + a.rel, errno);
-  return env.Undefined();
-}
-
-// openDirBeneath(root, rel) -> fd of a folder beneath the root (for fchmod/fchown).
-Napi::Value OpenDir(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Args a;
-  if (!GetArgs(info, a)) return env.Undefined();
-  Fd root(OpenRoot(env, a.root));
-  const int fd = OpenBeneath(root.get(), a.rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
-  if (fd < 0) throw ErrnoError(env, "open " + a.rel, errno);
-  return Napi::Number::New(env, fd);
+template <typename Op>
+Napi::Value Sync(const Napi::CallbackInfo& info) {
+  Op op(info);
+  try {
+    op.Run();
+  } catch (const b::Error& e) {
+    throw ToJs(info.Env(), e);
+  }
+  return op.Result(info.Env());
 }
 
 // flock(path, exclusive) -> fd, or -1 if another holder conflicts.
 Napi::Value Flock(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const std::string path = info[0].As<Napi::String>();
+  const std::string path = Str(info, 0);
   const bool exclusive = info[1].ToBoolean();
   const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) throw ErrnoError(env, "open " + path, errno);
+  if (fd < 0) throw ToJs(env, b::Error(b::Error::Kind::Errno, errno, "open", path));
   if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0) {
     const int err = errno;
     close(fd);
     if (err == EWOULDBLOCK) return Napi::Number::New(env, -1);
-    throw ErrnoError(env, "flock " + path, err);
+    throw ToJs(env, b::Error(b::Error::Kind::Errno, err, "flock", path));
   }
   return Napi::Number::New(env, fd);
 }
@@ -270,15 +269,28 @@ Napi::Value Unlock(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitBeneath(Napi::Env env, Napi::Object exports) {
-  exports.Set("readFileBeneath", Napi::Function::New(env, ReadFile));
-  exports.Set("writeFileBeneath", Napi::Function::New(env, WriteFile));
-  exports.Set("readdirBeneath", Napi::Function::New(env, Readdir));
-  exports.Set("mkdirBeneath", Napi::Function::New(env, Mkdir));
-  exports.Set("rmBeneath", Napi::Function::New(env, Rm));
-  exports.Set("createBeneath", Napi::Function::New(env, Create));
-  exports.Set("symlinkBeneath", Napi::Function::New(env, Symlink));
-  exports.Set("linkBeneath", Napi::Function::New(env, Link));
-  exports.Set("openDirBeneath", Napi::Function::New(env, OpenDir));
+  Napi::Object async = Napi::Object::New(env);
+  async.Set("openRead", Napi::Function::New(env, Async<OpenReadOp>));
+  async.Set("openWrite", Napi::Function::New(env, Async<OpenWriteOp>));
+  async.Set("readdir", Napi::Function::New(env, Async<ReaddirOp>));
+  async.Set("stat", Napi::Function::New(env, Async<StatOp>));
+  async.Set("readlink", Napi::Function::New(env, Async<ReadlinkOp>));
+  async.Set("mkdir", Napi::Function::New(env, Async<MkdirOp>));
+  async.Set("rm", Napi::Function::New(env, Async<RmOp>));
+  async.Set("rename", Napi::Function::New(env, Async<RenameOp>));
+  async.Set("create", Napi::Function::New(env, Async<CreateOp>));
+  async.Set("symlink", Napi::Function::New(env, Async<SymlinkOp>));
+  async.Set("link", Napi::Function::New(env, Async<LinkOp>));
+  async.Set("openDir", Napi::Function::New(env, Async<OpenDirOp>));
+  exports.Set("beneath", async);
+
+  exports.Set("readdirBeneath", Napi::Function::New(env, Sync<ReaddirOp>));
+  exports.Set("mkdirBeneath", Napi::Function::New(env, Sync<MkdirOp>));
+  exports.Set("rmBeneath", Napi::Function::New(env, Sync<RmOp>));
+  exports.Set("createBeneath", Napi::Function::New(env, Sync<CreateOp>));
+  exports.Set("symlinkBeneath", Napi::Function::New(env, Sync<SymlinkOp>));
+  exports.Set("linkBeneath", Napi::Function::New(env, Sync<LinkOp>));
+  exports.Set("openDirBeneath", Napi::Function::New(env, Sync<OpenDirOp>));
   exports.Set("flock", Napi::Function::New(env, Flock));
   exports.Set("unlock", Napi::Function::New(env, Unlock));
 }

@@ -1,5 +1,6 @@
-// Host-side file operations confined beneath a folder (named volumes), and
-// advisory locks; exported to lib/volumes.ts.
+// Host-side file operations confined beneath a folder that a guest can
+// write to (volumes, copyOut destinations, image roots), and advisory
+// locks; used by lib/fs, lib/volumes and lib/images.
 #pragma once
 
 #include <napi.h>

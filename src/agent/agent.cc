@@ -6,7 +6,8 @@
 // vsock modules; dial the runner on vsock (host CID 2, port 1024); mount a
 // tmpfs at /run and the VM's virtio-fs tree in it; build the workload's root (bind, or overlayfs with a tmpfs upper
 // when the host folder is read-only); mount the shares; serve execs on vsock
-// port 1025 (exec_server.h) and say "ready". With a configured command it
+// port 1025 (exec_server.h) and file operations on port 1026 (fs_server.h),
+// and say "ready". With a configured command it
 // runs that too, reports "exit N" / "signal N" when it ends and powers off
 // (under libkrun: exits with the command's status); without one it serves
 // until the host says "poweroff".
@@ -38,6 +39,7 @@
 
 #include "agent/setup.h"
 #include "agent/exec_server.h"
+#include "agent/fs_server.h"
 #include "agent/process.h"
 #include "agent/vsock.h"
 #include "common/agent_ports.h"
@@ -50,6 +52,7 @@ using krunbox::GuestConfig;
 using krunbox::GuestMount;
 using krunbox::kControlPort;
 using krunbox::kExecPort;
+using krunbox::kFsPort;
 
 constexpr int kStopGraceMs = 3000;
 
@@ -128,7 +131,7 @@ void BuildRoot(const GuestConfig& cfg) {
 // serves execs, and watches the host's control line. Returns the configured
 // command's wait status, or nullopt when there was none and the host asked
 // to power off.
-std::optional<int> Serve(ExecServer& execs, pid_t command, int control) {
+std::optional<int> Serve(ExecServer& execs, FsServer& files, pid_t command, int control) {
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGCHLD);
@@ -141,7 +144,7 @@ std::optional<int> Serve(ExecServer& execs, pid_t command, int control) {
     pid_t p;
     while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
       if (p == command) commandStatus = status;
-      else execs.OnExit(p, status);
+      else if (!execs.OnExit(p, status)) files.OnExit(p);
     }
     if (commandStatus && !stopping) return commandStatus;
     if (stopping && (command < 0 || commandStatus) && execs.Idle()) return commandStatus;
@@ -149,6 +152,7 @@ std::optional<int> Serve(ExecServer& execs, pid_t command, int control) {
     std::vector<pollfd> fds = {{sfd, POLLIN, 0}};
     if (control >= 0) fds.push_back({control, POLLIN, 0});
     execs.AddPollFds(fds);
+    files.AddPollFds(fds);
     int timeout = stopping ? kStopGraceMs : execs.NextTimeoutMs();
     const int n = poll(fds.data(), fds.size(), timeout);
     if (n == 0 && stopping) {
@@ -172,11 +176,13 @@ std::optional<int> Serve(ExecServer& execs, pid_t command, int control) {
           // The command may not have made its process group yet.
           if (command > 0) kill(command, SIGTERM), kill(-command, SIGTERM);
           execs.KillAll(SIGTERM);
+          files.KillAll(SIGKILL);  // file workers hold nothing worth a grace period
         }
         if (line.size() > 4096) line.clear();
       }
     }
     execs.Handle(fds);
+    files.Handle(fds);
     execs.ExpireTimeouts();
   }
 }
@@ -233,6 +239,7 @@ ExecSpec CommandSpec(const GuestConfig& cfg) {
     const GuestConfig cfg = ReadConfig();
     BuildRoot(cfg);
     ExecServer execs(kExecPort);
+    FsServer files(kFsPort);
     WriteAll(control, "ready\n");
     const ExecSpec spec = CommandSpec(cfg);
     pid_t command = -1;
@@ -243,7 +250,7 @@ ExecSpec CommandSpec(const GuestConfig& cfg) {
       close(devnull);
       if (command < 0) Fail("fork");
     }
-    const std::optional<int> status = Serve(execs, command, control);
+    const std::optional<int> status = Serve(execs, files, command, control);
     std::string report = "exit 0";
     if (status) {
       report = WIFSIGNALED(*status) ? "signal " + std::to_string(WTERMSIG(*status))

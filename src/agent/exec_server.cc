@@ -15,6 +15,7 @@
 #include "agent/setup.h"
 #include "agent/process.h"
 #include "agent/vsock.h"
+#include "common/frame.h"
 
 namespace agent {
 namespace {
@@ -57,13 +58,7 @@ void ExecServer::Accept() {
   }
 }
 
-void ExecServer::Send(Session& s, uint8_t type, const std::string& payload) {
-  const uint32_t len = static_cast<uint32_t>(payload.size() + 1);
-  char header[5] = {static_cast<char>(len), static_cast<char>(len >> 8), static_cast<char>(len >> 16),
-                    static_cast<char>(len >> 24), static_cast<char>(type)};
-  s.out.append(header, 5);
-  s.out.append(payload);
-}
+void ExecServer::Send(Session& s, uint8_t type, const std::string& payload) { krunbox::AppendFrame(s.out, type, payload); }
 
 void ExecServer::Start(Session& s, const std::string& json) {
   ExecSpec spec;
@@ -155,8 +150,7 @@ void ExecServer::Pump(Session& s, const std::vector<pollfd>& fds) {
     }
   }
   while (s.in.size() >= 5 && !s.hostGone) {
-    const uint32_t len = static_cast<uint8_t>(s.in[0]) | static_cast<uint8_t>(s.in[1]) << 8 |
-                         static_cast<uint8_t>(s.in[2]) << 16 | static_cast<uint32_t>(static_cast<uint8_t>(s.in[3])) << 24;
+    const uint32_t len = krunbox::FrameLength(s.in.data());
     if (len == 0 || len > kMaxFrame) {
       s.hostGone = true;
       break;

@@ -40,10 +40,10 @@ int VsockConnect(uint32_t port) {
   return fd;
 }
 
-int VsockListen(uint32_t port) {
+int VsockListen(uint32_t port, int backlog) {
   int fd = VsockSocket();
   const sockaddr_vm addr = VsockAddr(VMADDR_CID_ANY, port);
-  if (bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 || listen(fd, 16) != 0) Fail("vsock listen");
+  if (bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 || listen(fd, backlog) != 0) Fail("vsock listen");
   return fd;
 }
 

@@ -7,7 +7,7 @@
 namespace agent {
 
 int VsockConnect(uint32_t port);  // to the host (CID 2); -1 on failure
-int VsockListen(uint32_t port);   // throws SetupError
+int VsockListen(uint32_t port, int backlog = 16);  // throws SetupError
 
 // krunbox-agent vsock-connect|vsock-listen|vsock-echo PORT
 int VsockTool(const std::string& mode, uint32_t port);

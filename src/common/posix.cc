@@ -43,23 +43,31 @@ bool WriteAll(int fd, const std::string& data) {
 
 namespace {
 
-bool RemoveEntry(int dirFd, const char* name, dev_t onlyDev, bool sameDevice) {
+// `err` keeps the first failure's errno (later clean-up calls overwrite errno).
+bool RemoveEntry(int dirFd, const char* name, dev_t onlyDev, bool sameDevice, int& err) {
+  auto fail = [&err]() {
+    if (err == 0) err = errno;
+    return false;
+  };
   struct stat st;
-  if (fstatat(dirFd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return errno == ENOENT;
-  if (!S_ISDIR(st.st_mode)) return unlinkat(dirFd, name, 0) == 0 || errno == ENOENT;
-  if (sameDevice && st.st_dev != onlyDev) return false;
+  if (fstatat(dirFd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return errno == ENOENT || fail();
+  if (!S_ISDIR(st.st_mode)) return unlinkat(dirFd, name, 0) == 0 || errno == ENOENT || fail();
+  if (sameDevice && st.st_dev != onlyDev) {
+    errno = EXDEV;
+    return fail();
+  }
   Fd fd(openat(dirFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd.valid()) return false;
+  if (!fd.valid()) return fail();
   DIR* d = fdopendir(fd.get());
-  if (!d) return false;
+  if (!d) return fail();
   fd.release();  // owned by `d` now
   bool ok = true;
   while (dirent* e = readdir(d)) {
     if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-    ok = RemoveEntry(dirfd(d), e->d_name, onlyDev, sameDevice) && ok;
+    ok = RemoveEntry(dirfd(d), e->d_name, onlyDev, sameDevice, err) && ok;
   }
   closedir(d);
-  return (unlinkat(dirFd, name, AT_REMOVEDIR) == 0 || errno == ENOENT) && ok;
+  return (unlinkat(dirFd, name, AT_REMOVEDIR) == 0 || errno == ENOENT || fail()) && ok;
 }
 
 }  // namespace
@@ -67,7 +75,10 @@ bool RemoveEntry(int dirFd, const char* name, dev_t onlyDev, bool sameDevice) {
 bool RemoveTreeAt(int dirFd, const char* name, bool sameDevice) {
   struct stat st;
   if (fstatat(dirFd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return errno == ENOENT;
-  return RemoveEntry(dirFd, name, st.st_dev, sameDevice);
+  int err = 0;
+  if (RemoveEntry(dirFd, name, st.st_dev, sameDevice, err)) return true;
+  errno = err;
+  return false;
 }
 
 }  // namespace krunbox

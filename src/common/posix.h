@@ -53,7 +53,7 @@ bool WriteAll(int fd, const std::string& data);
 // Removes `name` under the folder `dirFd` (AT_FDCWD for a path) and, if it
 // is a folder, everything in it. Symlinks are removed, never followed. With
 // `sameDevice`, folders on other filesystems (mount points) are left alone.
-// False if anything could not be removed.
+// False if anything could not be removed, with errno set to the first failure.
 bool RemoveTreeAt(int dirFd, const char* name, bool sameDevice = false);
 
 }  // namespace krunbox

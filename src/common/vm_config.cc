@@ -195,9 +195,9 @@ VmConfig VmConfigFromJson(const json& j) {
     Reader v(vsock[i], "vsock[" + std::to_string(i) + "]");
     VsockPort p;
     p.port = v.Uint("port", 1, 0xfffffffeu);
-    if (p.port == kControlPort || p.port == kExecPort)
-      throw ConfigError(v.Field("port"), "ports " + std::to_string(kControlPort) + " and " +
-                                             std::to_string(kExecPort) + " are reserved for the krunbox agent");
+    if (p.port == kControlPort || p.port == kExecPort || p.port == kFsPort)
+      throw ConfigError(v.Field("port"), "ports " + std::to_string(kControlPort) + " to " + std::to_string(kFsPort) +
+                                             " are reserved for the krunbox agent");
     if (!ports.insert(p.port).second) throw ConfigError(v.Field("port"), "port " + std::to_string(p.port) + " is mapped twice");
     p.socketPath = v.RequiredString("socketPath");
     RequireAbsolute(v.Field("socketPath"), p.socketPath);
@@ -213,6 +213,8 @@ VmConfig VmConfigFromJson(const json& j) {
     throw ConfigError("command", "must name the program to run, e.g. [\"/bin/sh\", \"-c\", \"echo hi\"]");
   c.agentSocketPath = r.String("agentSocketPath", "");
   if (!c.agentSocketPath.empty()) RequireAbsolute("agentSocketPath", c.agentSocketPath);
+  c.agentFsSocketPath = r.String("agentFsSocketPath", "");
+  if (!c.agentFsSocketPath.empty()) RequireAbsolute("agentFsSocketPath", c.agentFsSocketPath);
   c.env = r.Strings("env");
   for (size_t i = 0; i < c.env.size(); i++) {
     const size_t eq = c.env[i].find('=');
@@ -262,6 +264,7 @@ json VmConfigToJson(const VmConfig& c) {
       {"vsock", vsock},
       {"command", c.command},       {"env", c.env},
       {"agentSocketPath", c.agentSocketPath},
+      {"agentFsSocketPath", c.agentFsSocketPath},
       {"workdir", c.workdir},       {"consolePath", c.consolePath},
       {"consoleLimitBytes", c.consoleLimitBytes},
       {"kernelPath", c.kernelPath}, {"initrdPath", c.initrdPath},

@@ -52,6 +52,7 @@ struct VmConfig {
   std::vector<std::string> command;  // argv of a workload to run to completion;
                                      // empty: the VM serves execs until stopped
   std::string agentSocketPath;       // host socket reaching the agent's exec port
+  std::string agentFsSocketPath;     // ...and its file port
   std::vector<std::string> env;      // KEY=VALUE
   std::string workdir;
   std::string consolePath;           // empty: a file in the runner's run dir

@@ -148,6 +148,8 @@ class LibkrunBackend : public Backend {
     Check(krun.add_vsock_port2(ctxId, kControlPort, controlPath.c_str(), false), "krun_add_vsock_port2");
     if (!c.agentSocketPath.empty())
       Check(krun.add_vsock_port2(ctxId, kExecPort, c.agentSocketPath.c_str(), true), "krun_add_vsock_port2");
+    if (!c.agentFsSocketPath.empty())
+      Check(krun.add_vsock_port2(ctxId, kFsPort, c.agentFsSocketPath.c_str(), true), "krun_add_vsock_port2");
     for (const VsockPort& p : c.vsock)
       Check(krun.add_vsock_port2(ctxId, p.port, p.socketPath.c_str(), p.listen), "krun_add_vsock_port2");
     // The agent takes the command, env and workdir from the tree's config;

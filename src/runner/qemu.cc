@@ -125,6 +125,7 @@ Attempt QemuBackend::Boot(RunContext& ctx, Accel accel, uint32_t readyTimeoutMs)
   VsockBridge bridge(vsockUds_);
   ControlChannel control(bridge.GuestToHostPath(kControlPort));
   if (!c.agentSocketPath.empty()) bridge.AddHostToGuest(kExecPort, c.agentSocketPath);
+  if (!c.agentFsSocketPath.empty()) bridge.AddHostToGuest(kFsPort, c.agentFsSocketPath);
   for (const VsockPort& p : c.vsock) {
     if (p.listen) bridge.AddHostToGuest(p.port, p.socketPath);
     else bridge.AddGuestToHost(p.port, p.socketPath);

@@ -79,6 +79,9 @@ TEST_CASE("bad values name their field") {
   j = Base();
   j["vsock"] = {{{"port", kExecPort}, {"socketPath", "/tmp/s"}}};
   CHECK(FieldOf(j) == "vsock[0].port");
+  j = Base();
+  j["vsock"] = {{{"port", kFsPort}, {"socketPath", "/tmp/s"}}};
+  CHECK(FieldOf(j) == "vsock[0].port");
 }
 
 TEST_CASE("the qemu backend checks its runtime files") {
