@@ -11,7 +11,8 @@
         "src/addon/beneath.cc",
         "src/common/vm_config.cc",
         "src/common/guest_config.cc",
-        "src/common/posix.cc"
+        "src/common/posix.cc",
+        "src/common/ip_address.cc"
       ],
       "include_dirs": [
         "src",
