@@ -202,3 +202,17 @@ export class ImageInUseError extends KrunboxError {
     super("ERR_KRUNBOX_IMAGE_IN_USE", `image ${ref} is the root of a running sandbox; stop it first`);
   }
 }
+
+/** A published host port is taken (by another program or sandbox); nothing was started. */
+export class PortInUseError extends KrunboxError {
+  constructor(message: string) {
+    super("ERR_KRUNBOX_PORT_IN_USE", message);
+  }
+}
+
+/** Sandbox.connect() found nothing listening on the guest port (or the sandbox is not running). */
+export class GuestConnectionError extends KrunboxError {
+  constructor(message: string) {
+    super("ERR_KRUNBOX_GUEST_CONNECTION", message);
+  }
+}

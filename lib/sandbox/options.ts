@@ -4,6 +4,8 @@ import { z } from "zod";
 import { ConfigError } from "../errors.js";
 import { VM_DEFAULTS } from "../vm/defaults.js";
 import type { VolumeSpec } from "../volumes/volumes.js";
+import { networkSchema, type NetworkOption, type VmNetwork } from "../network/policy.js";
+import { portsSchema, type PortSpec } from "../network/ports.js";
 
 const absolutePath = z.string().refine((p) => path.isAbsolute(p) && path.normalize(p) === p, {
   message: "must be an absolute, normalized path such as /work",
@@ -40,10 +42,23 @@ export const sandboxOptionsSchema = z
       .optional(),
     /** Checked entry by entry by resolveVolumes (lib/volumes.ts). */
     volumes: z.array(z.any()).max(64).default([]),
+    /** Checked entry by entry by resolveNetwork (lib/network/policy.ts). */
+    network: networkSchema.default("none"),
+    /** Checked entry by entry by resolvePorts (lib/network/ports.ts). */
+    ports: portsSchema.default([]),
   })
   .strict();
-export type SandboxOptions = Omit<z.input<typeof sandboxOptionsSchema>, "volumes"> & { volumes?: VolumeSpec[] };
+export type SandboxOptions = Omit<z.input<typeof sandboxOptionsSchema>, "volumes" | "network" | "ports"> & {
+  volumes?: VolumeSpec[];
+  /** "none" (the default: no network device), "public", or a policy. */
+  network?: NetworkOption;
+  /** Published ports: "8080:80", "127.0.0.1:8080:80", or { guest, host?, hostIp? }. */
+  ports?: (string | number | PortSpec)[];
+};
 export type ResolvedSandboxOptions = z.output<typeof sandboxOptionsSchema> & {
+  /** What the runner enforces for `network` (undefined: no network device). */
+  vmNetwork?: VmNetwork;
+  vmPorts?: { hostIp: string; hostPort: number; guestPort: number }[];
   /** The root folder the image resolved to (undefined: the default image). */
   root?: string;
   /** The image's default user for processes. */

@@ -1,12 +1,14 @@
 // The API users call: a microVM that runs processes on demand.
 import { EventEmitter } from "node:events";
 import fs from "node:fs";
+import type net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import {
   ConfigError,
   ExecFailedError,
+  GuestConnectionError,
   ExecTimeoutError,
   KrunboxError,
   SandboxCrashedError,
@@ -24,6 +26,8 @@ import {
 } from "./options.js";
 import { SandboxProcess, type ProcessExit } from "./process.js";
 import { holdImage, pullImage } from "../images/cache.js";
+import { resolveNetwork, type NetworkOption } from "../network/policy.js";
+import { connectGuestPort, resolvePorts, type PortSpec, type PublishedPort } from "../network/ports.js";
 import { VirtualMachine } from "../vm/vm.js";
 import { resolveVolumes, Volume, type ResolvedVolumes, type VolumeSpec } from "../volumes/volumes.js";
 
@@ -37,7 +41,8 @@ export interface ExecResult<T extends string | Buffer = string> extends ProcessE
 /**
  * A sandbox: one microVM with the krunbox agent, running processes on
  * request. Create with `await Sandbox.create()`, end with `stop()` (or
- * `await using`). Events: "state" (SandboxState).
+ * `await using`). Events: "state" (SandboxState), "connection"
+ * (ConnectionEvent: every egress decision).
  */
 export class Sandbox extends EventEmitter {
   state: SandboxState = "creating";
@@ -47,11 +52,16 @@ export class Sandbox extends EventEmitter {
   get accel(): string | undefined {
     return this.#vm.accel;
   }
+  /** Published ports as bound: [{ guest, host, hostIp }] (host port 0 resolved). */
+  get ports(): PublishedPort[] {
+    return this.#vm.ports;
+  }
 
   #vm: VirtualMachine;
   #options: ResolvedSandboxOptions;
   #socketDir: string;
   #socketPath: string;
+  #forwardPath: string;
   #crash: KrunboxError | undefined;
 
   #release: () => void;
@@ -67,6 +77,7 @@ export class Sandbox extends EventEmitter {
     // Short and private: Unix socket paths are limited to 107 bytes.
     this.#socketDir = fs.mkdtempSync(path.join(os.tmpdir(), "krunbox-sb-"));
     this.#socketPath = path.join(this.#socketDir, "agent.sock");
+    this.#forwardPath = path.join(this.#socketDir, "forward.sock");
     try {
       this.#vm = VirtualMachine.start({
         // "auto" is qemu, the backend that CI exercises; libkrun on request.
@@ -82,9 +93,13 @@ export class Sandbox extends EventEmitter {
         rootReadOnly: true,
         command: [],
         agentSocketPath: this.#socketPath,
+        forwardSocketPath: this.#forwardPath,
+        network: options.vmNetwork,
+        ports: options.vmPorts,
         shares: volumes.shares,
         tmpfs: volumes.tmpfs,
       });
+      this.#vm.on("connection", (e) => this.emit("connection", e));
     } catch (err) {
       this.#cleanup();
       throw err;
@@ -117,6 +132,8 @@ export class Sandbox extends EventEmitter {
    */
   static async create(options: SandboxOptions = {}): Promise<Sandbox> {
     const resolved: ResolvedSandboxOptions = parseOptions(sandboxOptionsSchema, options, "");
+    resolved.vmNetwork = resolveNetwork(resolved.network as NetworkOption);
+    resolved.vmPorts = resolvePorts(resolved.ports as (string | number | PortSpec)[]);
     const image = resolved.image;
     if (image && typeof image === "object" && "dir" in image) {
       const dir = path.resolve(image.dir);
@@ -226,6 +243,19 @@ export class Sandbox extends EventEmitter {
     if (size > o.maxBufferBytes)
       throw new ExecFailedError(`${command} wrote more than maxBufferBytes (${o.maxBufferBytes}); it was killed`);
     return { ...exit, stdout: decode(out), stderr: decode(err) };
+  }
+
+  /**
+   * A TCP connection to `port` inside the sandbox (its 127.0.0.1 or ::1),
+   * with no host port opened and no network device needed. Rejects with
+   * GuestConnectionError when nothing listens there. Ending your side ends
+   * the connection (vsock has no half-close): read the reply, then close.
+   */
+  async connect(port: number): Promise<net.Socket> {
+    if (!Number.isInteger(port) || port < 1 || port > 65535)
+      throw new ConfigError("port", `port: ${String(port)} is not a TCP port (1-65535)`);
+    if (this.state !== "running") throw new GuestConnectionError(`cannot connect to guest port ${port}: the sandbox is ${this.state}`);
+    return connectGuestPort(this.#forwardPath, port);
   }
 
   /** Powers the VM off (processes get SIGTERM, then SIGKILL). Idempotent. */

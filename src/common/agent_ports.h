@@ -1,6 +1,7 @@
 // vsock ports of the guest agent, reserved in every VM: the agent dials the
 // runner on kControlPort as soon as the guest is up (control.h has the line
-// protocol) and serves execs on kExecPort (exec_protocol.h).
+// protocol), serves execs on kExecPort (exec_protocol.h) and connections to
+// guest TCP ports on kForwardPort (agent/forward.h).
 #pragma once
 
 #include <cstdint>
@@ -9,5 +10,6 @@ namespace krunbox {
 
 constexpr uint32_t kControlPort = 1024;
 constexpr uint32_t kExecPort = 1025;
+constexpr uint32_t kForwardPort = 1026;
 
 }  // namespace krunbox

@@ -262,9 +262,9 @@ VmConfig VmConfigFromJson(const json& j) {
     Reader v(vsock[i], "vsock[" + std::to_string(i) + "]");
     VsockPort p;
     p.port = v.Uint("port", 1, 0xfffffffeu);
-    if (p.port == kControlPort || p.port == kExecPort)
-      throw ConfigError(v.Field("port"), "ports " + std::to_string(kControlPort) + " and " +
-                                             std::to_string(kExecPort) + " are reserved for the krunbox agent");
+    if (p.port >= kControlPort && p.port <= kForwardPort)
+      throw ConfigError(v.Field("port"), "ports " + std::to_string(kControlPort) + " to " +
+                                             std::to_string(kForwardPort) + " are reserved for the krunbox agent");
     if (!ports.insert(p.port).second) throw ConfigError(v.Field("port"), "port " + std::to_string(p.port) + " is mapped twice");
     p.socketPath = v.RequiredString("socketPath");
     RequireAbsolute(v.Field("socketPath"), p.socketPath);
