@@ -38,9 +38,10 @@ export function resolvePorts(ports: (string | number | PortSpec)[] | undefined):
     if (typeof p === "number") spec = { guest: p };
     else if (typeof p === "object") spec = p;
     else {
-      const m = /^(?:(?:\[([0-9a-fA-F:.]+)\]|(\d{1,3}(?:\.\d{1,3}){3})):)?(?:(\d{1,5}):)?(\d{1,5})$/.exec(p);
+      const m = /^(?:(?:\[([0-9a-fA-F:.]+)\]|(\d{1,3}(?:\.\d{1,3}){3})):(\d{1,5}):|(\d{1,5}):)?(\d{1,5})$/.exec(p);
       if (!m) throw new ConfigError(field, `${field}: "${p}" must look like "HOST:GUEST", "IP:HOST:GUEST" or "GUEST" (e.g. "8080:80")`);
-      spec = { hostIp: m[1] ?? m[2], host: m[3] === undefined ? 0 : Number(m[3]), guest: Number(m[4]) };
+      const host = m[3] ?? m[4];
+      spec = { hostIp: m[1] ?? m[2], host: host === undefined ? 0 : Number(host), guest: Number(m[5]) };
     }
     const hostIp = spec.hostIp ?? "127.0.0.1";
     if (!net.isIP(hostIp)) throw new ConfigError(`${field}.hostIp`, `${field}.hostIp: "${hostIp}" is not an IP address`);

@@ -54,7 +54,9 @@ void ForwardServer::Handle(const std::vector<pollfd>& fds) {
       getsockopt(c.guest.get(), SOL_SOCKET, SO_ERROR, &err, &len);
       if (err == 0) {
         Reply(c, "ok\n");
-        c.splice = std::make_unique<krunbox::Splice>(std::move(c.host), std::move(c.guest));
+        // The guest server's end closes the vsock connection: a half-close
+        // would not reach the host.
+        c.splice = std::make_unique<krunbox::Splice>(std::move(c.host), std::move(c.guest), krunbox::SpliceEnds{true, true});
       } else if (c.family == AF_INET) {
         c.family = AF_INET6;  // a server listening on ::1 only
         Dial(c);

@@ -9,8 +9,8 @@ namespace {
 constexpr size_t kChunk = 64 * 1024;
 }  // namespace
 
-Splice::Splice(Fd a, Fd b, bool passEofToB) : a_(std::move(a)), b_(std::move(b)) {
-  ab_.passEof = passEofToB;
+Splice::Splice(Fd a, Fd b, SpliceEnds ends) : a_(std::move(a)), b_(std::move(b)), closeWhenBEnds_(ends.closeWhenBEnds) {
+  ab_.passEof = ends.passEofToB;
   SetNonBlocking(a_.get());
   SetNonBlocking(b_.get());
   ab_.from = ba_.to = a_.get();
@@ -58,6 +58,7 @@ bool Splice::Pump(const std::vector<pollfd>& fds) {
   // A side that hung up both ways, once read to the end, can move nothing
   // more (and poll() would report it forever).
   if ((ab_.eof && (ea & POLLHUP)) || (ba_.eof && (eb & POLLHUP))) return false;
+  if (closeWhenBEnds_ && !baOpen) return false;
   return abOpen || baOpen;
 }
 

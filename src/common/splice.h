@@ -12,12 +12,20 @@
 
 namespace krunbox {
 
+// vsock connections have no usable half-close (the host's vsock daemon
+// ends the whole connection on one, or ignores it), so splices with a vsock
+// side say how the end of one side is passed on.
+struct SpliceEnds {
+  // When `a` ends: shut `b` down for writing; or leave it, and end when `b` does.
+  bool passEofToB = true;
+  // When `b` ends: close both once its data is through (instead of shutting
+  // `a` down for writing).
+  bool closeWhenBEnds = false;
+};
+
 class Splice {
  public:
-  // passEofToB=false: when `a` ends, `b` is not shut down for writing (a
-  // vsock transport drops what the peer had not yet sent on a half-close);
-  // the splice then ends when `b` does.
-  Splice(Fd a, Fd b, bool passEofToB = true);
+  Splice(Fd a, Fd b, SpliceEnds ends = {});
   void AddPollFds(std::vector<pollfd>& fds) const;
   // Moves what poll() reported; returns false once both directions ended.
   bool Pump(const std::vector<pollfd>& fds);
@@ -32,6 +40,7 @@ class Splice {
   bool PumpOne(Direction& d, short fromEvents);
   Fd a_, b_;
   Direction ab_, ba_;
+  bool closeWhenBEnds_;
 };
 
 }  // namespace krunbox

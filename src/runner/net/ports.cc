@@ -115,7 +115,7 @@ void PublishedPorts::ReadReply(Conn& c) {
   if (!early.empty()) send(c.client.get(), early.data(), early.size(), MSG_NOSIGNAL);
   // A client's half-close is not passed on: the vsock side would drop what
   // the guest had not sent yet. The connection ends when the guest's does.
-  c.splice = std::make_unique<Splice>(std::move(c.client), std::move(c.guest), false);
+  c.splice = std::make_unique<Splice>(std::move(c.client), std::move(c.guest), SpliceEnds{false, false});
 }
 
 void PublishedPorts::AfterRound() {
