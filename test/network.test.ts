@@ -164,6 +164,7 @@ describe("without a network (the default)", () => {
     expect(r.stdout).toMatch(/^lo\n/);
     expect(r.stdout).toMatch(/<LOOPBACK,UP,LOWER_UP>/);
     expect((await sb.exec("wget", ["-qO-", "http://127.0.0.1:8000/"])).stdout).toBe("served-by-the-guest\n");
+    expect((await sb.exec("wget", ["-qO-", "http://localhost:8000/"])).stdout).toBe("served-by-the-guest\n");
     const out = await sb.exec("sh", ["-c", `nc -w 3 198.18.0.1 ${web.port} </dev/null`]);
     expect(out.stderr).toMatch(/Network is unreachable/);
   });
