@@ -4,6 +4,7 @@
 
 #include "common/ip_address.h"
 #include "runner/net/policy.h"
+#include "net_rule.h"
 
 using namespace krunbox;
 using namespace krunbox::net;
@@ -15,16 +16,6 @@ std::string KindOf(const char* text) {
   REQUIRE(a);
   const std::optional<SpecialRange> r = ClassifyAddress(*a);
   return r ? r->kind : "public";
-}
-
-NetRule Rule(NetRule::Kind kind, const std::string& value, uint16_t port = 0) {
-  NetRule r;
-  r.kind = kind;
-  r.port = port;
-  r.text = value;
-  if (kind == NetRule::Kind::Cidr) r.cidr = *Cidr::Parse(value);
-  else r.name = value;
-  return r;
 }
 
 IpAddress Ip(const char* text) { return *IpAddress::Parse(text); }

@@ -13,6 +13,7 @@
 #include "runner/net/guest_network.h"
 #include "runner/net/packet.h"
 #include "runner/net/stack.h"
+#include "net_rule.h"
 
 using namespace krunbox;
 using namespace krunbox::net;
@@ -148,16 +149,6 @@ struct Harness {
   }
 };
 
-NetRule Allow(NetRule::Kind kind, const std::string& value, uint16_t port = 0) {
-  NetRule r;
-  r.kind = kind;
-  r.port = port;
-  r.text = value;
-  if (kind == NetRule::Kind::Cidr) r.cidr = *Cidr::Parse(value);
-  else r.name = value;
-  return r;
-}
-
 bool ValidChecksums(const std::string& f) {
   auto eth = ParseEthernet(reinterpret_cast<const uint8_t*>(f.data()), f.size());
   auto ip = ParseIpv4(eth->payload, eth->payloadLen);
@@ -203,7 +194,7 @@ TEST_CASE("packets: hostile lengths are refused") {
 TEST_CASE("stack: ARP, DNS and an allowed TCP connection to a host server") {
   TestServer server;
   NetworkConfig c;
-  c.allow = {Allow(NetRule::Kind::Name, "svc.test", server.port)};
+  c.allow = {Rule(NetRule::Kind::Name, "svc.test", server.port)};
   c.hosts["svc.test"] = {*IpAddress::Parse("127.0.0.1")};
   Harness h(c);
 
@@ -291,7 +282,7 @@ TEST_CASE("stack: ARP, DNS and an allowed TCP connection to a host server") {
 TEST_CASE("stack: denied connections are refused at once, with the reason") {
   TestServer server;
   NetworkConfig c;
-  c.allow = {Allow(NetRule::Kind::Any, "*"), Allow(NetRule::Kind::Name, "svc.test", server.port)};
+  c.allow = {Rule(NetRule::Kind::Any, "*"), Rule(NetRule::Kind::Name, "svc.test", server.port)};
   c.hosts["svc.test"] = {*IpAddress::Parse("127.0.0.1")};
   Harness h(c);
   std::string keep;
@@ -340,7 +331,7 @@ TEST_CASE("stack: denied connections are refused at once, with the reason") {
 TEST_CASE("stack: the host program's verdict (onConnect)") {
   TestServer server;
   NetworkConfig c;
-  c.allow = {Allow(NetRule::Kind::Cidr, "127.0.0.1")};
+  c.allow = {Rule(NetRule::Kind::Cidr, "127.0.0.1")};
   c.askHost = true;
   Harness h(c);
   std::string keep;
@@ -366,7 +357,7 @@ TEST_CASE("stack: the host program's verdict (onConnect)") {
 TEST_CASE("stack: data the guest did not acknowledge is sent again") {
   TestServer server;
   NetworkConfig c;
-  c.allow = {Allow(NetRule::Kind::Cidr, "127.0.0.1")};
+  c.allow = {Rule(NetRule::Kind::Cidr, "127.0.0.1")};
   Harness h(c);
   std::string keep;
   h.SendTcp(0x7f000001, 7100, server.port, 1, 0, tcpflag::SYN);
