@@ -376,3 +376,58 @@ TEST_CASE("stack: data the guest did not acknowledge is sent again") {
   CHECK(again->seq == first->seq);
   CHECK(std::string(reinterpret_cast<const char*>(again->data), again->dataLen) == "lost");
 }
+
+TEST_CASE("stack: UDP flows go only where the policy allows, and replies come back") {
+  Fd server(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(server.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  socklen_t len = sizeof a;
+  getsockname(server.get(), reinterpret_cast<sockaddr*>(&a), &len);
+  const uint16_t port = ntohs(a.sin_port);
+  SetNonBlocking(server.get());
+
+  NetworkConfig c;
+  c.allow = {Rule(NetRule::Kind::Cidr, "127.0.0.1", port)};
+  Harness h(c);
+  auto sendUdp = [&](uint16_t dport, const std::string& data) {
+    h.SendFrame(BuildUdp(kFromGuest, kGuestIp, 33000, 0x7f000001, dport, reinterpret_cast<const uint8_t*>(data.data()), data.size()));
+  };
+  sendUdp(port, "hello");
+  char buf[64] = {0};
+  sockaddr_in from{};
+  socklen_t fromLen = sizeof from;
+  ssize_t n = -1;
+  for (int i = 0; i < 200 && n < 0; i++) {
+    h.Round(10);
+    n = recvfrom(server.get(), buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &fromLen);
+  }
+  REQUIRE(n == 5);
+  CHECK(std::string(buf, 5) == "hello");
+  REQUIRE(sendto(server.get(), "back", 4, 0, reinterpret_cast<sockaddr*>(&from), fromLen) == 4);
+  const std::string f = h.NextFrame();
+  REQUIRE(!f.empty());
+  CHECK(ValidChecksums(f));
+  auto eth = ParseEthernet(reinterpret_cast<const uint8_t*>(f.data()), f.size());
+  auto ip = ParseIpv4(eth->payload, eth->payloadLen);
+  auto u = ParseUdp(*ip);
+  REQUIRE(u);
+  CHECK(ip->src == 0x7f000001);
+  CHECK(u->srcPort == port);
+  CHECK(u->dstPort == 33000);
+  CHECK(std::string(reinterpret_cast<const char*>(u->data), u->dataLen) == "back");
+  CHECK(h.events.at(0)["protocol"] == "udp");
+  CHECK(h.events.at(0)["allowed"] == true);
+
+  // Another port: refused; the next datagram of the flow gets an ICMP error.
+  sendUdp(port + 1, "x");
+  for (int i = 0; i < 50 && h.events.size() < 2; i++) h.Round(10);
+  REQUIRE(h.events.size() == 2);
+  CHECK(h.events[1]["allowed"] == false);
+  sendUdp(port + 1, "y");
+  const std::string icmp = h.NextFrame();
+  REQUIRE(icmp.size() > kEthHeader + kIpHeader);
+  CHECK(static_cast<uint8_t>(icmp[kEthHeader + 9]) == kProtoIcmp);
+  CHECK(static_cast<uint8_t>(icmp[kEthHeader + kIpHeader]) == 3);  // destination unreachable
+}
