@@ -74,6 +74,8 @@ describe("a policy with allowed names", () => {
     const nc = await sb.exec("sh", ["-c", `echo ping | nc svc.test ${echo.port}`]);
     expect(nc.stdout).toBe("ping\n");
     expect(web.connections).toBe(before + 1);
+    // Events travel apart from the exec's result: wait for them.
+    await waitFor("the connection event", () => events.find((e) => e.port === web.port));
     expect(events).toContainEqual({ host: "svc.test", ip: "127.0.0.1", port: web.port, protocol: "tcp", allowed: true,
       reason: `allow entry "svc.test:${web.port}"` });
     expect(asked).toContainEqual({ host: "svc.test", ip: "127.0.0.1", port: echo.port, protocol: "tcp" });
@@ -96,6 +98,7 @@ describe("a policy with allowed names", () => {
     expect(r.exitCode).not.toBe(0);
     expect(r.stderr).toMatch(/Connection refused/);
     expect(forbidden.connections).toBe(0);
+    await waitFor("the refusal's event", () => events.find((e) => e.port === forbidden.port));
     expect(events).toContainEqual(expect.objectContaining({ host: "svc.test", port: forbidden.port, allowed: false,
       reason: "no allow entry matches" }));
   });
@@ -107,6 +110,7 @@ describe("a policy with allowed names", () => {
     expect(r.stderr).toMatch(/Connection refused/);
     expect(web.connections).toBe(before);
     expect(asked).toContainEqual({ host: "veto.test", ip: "127.0.0.1", port: web.port, protocol: "tcp" });
+    await waitFor("the veto's event", () => events.find((e) => e.host === "veto.test"));
     expect(events).toContainEqual(expect.objectContaining({ host: "veto.test", allowed: false, reason: "onConnect refused it" }));
   });
 
@@ -126,6 +130,7 @@ describe("a policy with allowed names", () => {
     expect(r.stdout).toBe("done\n");
     expect(web.connections).toBe(before);
     expect(forbidden.connections).toBe(0);
+    await waitFor("the gateway's refusal", () => events.find((e) => e.port === forbidden.port && e.reason.startsWith("the gateway")));
     expect(events).toContainEqual(expect.objectContaining({ port: forbidden.port, allowed: false,
       reason: "the gateway serves only DNS (UDP port 53)" }));
     // The allowed path still works after all that.
@@ -143,6 +148,7 @@ describe("public", () => {
     const r = await sb.exec("sh", ["-c", `wget -qO- http://127.0.0.1.:${web.port}/; nc -w 3 127.0.0.1. ${forbidden.port} </dev/null`]);
     expect(r.stderr).toMatch(/Connection refused[\s\S]*Connection refused/);
     expect(forbidden.connections).toBe(0);
+    await waitFor("both refusals", () => events.length >= 2 || undefined);
     expect(events).toContainEqual(expect.objectContaining({ host: "127.0.0.1", ip: "127.0.0.1", allowed: false }));
     expect(events.every((e) => !e.allowed && /loopback/.test(e.reason))).toBe(true);
   });
