@@ -80,7 +80,7 @@ export class AgentProtocolError extends KrunboxError {
   }
 }
 
-/** An exec ran past its timeoutMs; its process group was killed. */
+/** An exec ran past its timeoutMs; its process group was killed. `stdout`/`stderr`: the output so far. */
 export class ExecTimeoutError extends KrunboxError {
   constructor(
     message: string,
@@ -91,10 +91,26 @@ export class ExecTimeoutError extends KrunboxError {
   }
 }
 
-/** An exec was aborted through its AbortSignal; its process group was killed. */
+/** An exec was aborted through its AbortSignal; its process group was killed. `stdout`/`stderr`: the output so far. */
 export class ExecAbortedError extends KrunboxError {
-  constructor(message: string, options?: { cause?: unknown }) {
+  constructor(
+    message: string,
+    readonly stdout: string | Buffer = "",
+    readonly stderr: string | Buffer = "",
+    options?: { cause?: unknown },
+  ) {
     super("ERR_KRUNBOX_EXEC_ABORTED", message, options);
+  }
+}
+
+/** An exec wrote more than maxBufferBytes; it was killed. `stdout`/`stderr`: what was collected, maxBufferBytes in all. */
+export class MaxBufferExceededError extends KrunboxError {
+  constructor(
+    message: string,
+    readonly stdout: string | Buffer,
+    readonly stderr: string | Buffer,
+  ) {
+    super("ERR_KRUNBOX_MAX_BUFFER", message);
   }
 }
 
@@ -214,5 +230,17 @@ export class PortInUseError extends KrunboxError {
 export class GuestConnectionError extends KrunboxError {
   constructor(message: string) {
     super("ERR_KRUNBOX_GUEST_CONNECTION", message);
+  }
+}
+
+/**
+ * A request goes past a limit that whoever runs krunbox set (a `krunbox
+ * mcp` flag, say); `limit` names the setting.
+ */
+export class LimitError extends KrunboxError {
+  readonly limit: string;
+  constructor(limit: string, message: string) {
+    super("ERR_KRUNBOX_LIMIT", message);
+    this.limit = limit;
   }
 }

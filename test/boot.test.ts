@@ -1,5 +1,6 @@
 // Real VMs: QEMU (KVM where it can boot the guest, TCG otherwise), Debian's
 // cloud kernel, virtio-fs through virtiofsd, vsock through vhost-device-vsock.
+import { spawn } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
@@ -60,6 +61,23 @@ describe("a command in the guest", () => {
     expect(r.console).toContain("[krunbox: console output past 65536 bytes dropped]");
   });
 
+  it("drains a console flood past the cap without a wakeup per write", async () => {
+    const consolePath = path.join(tempDir(), "console.log");
+    await using vm = VirtualMachine.start({
+      command: ["/bin/sh", "-c", "while :; do echo flood-flood-flood-flood-flood-flood-flood-flood-flood; done"],
+      consolePath,
+      consoleLimitBytes: 4096,
+    });
+    await waitFor("the cap", () => fs.existsSync(consolePath) && fs.readFileSync(consolePath, "utf8").includes("bytes dropped]"), 60_000);
+    // Every poll() the runner sleeps in ends in a voluntary context switch.
+    const wakeups = () => Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${vm.pid}/status`, "utf8"))![1]);
+    const before = wakeups();
+    await new Promise((r) => setTimeout(r, 3000));
+    // One drain every 100 ms, not one wakeup per write QEMU makes (some 50,000 a second before).
+    expect(wakeups() - before).toBeLessThan(300);
+    expect(fs.statSync(consolePath).size).toBeLessThan(4096 + 100);
+  });
+
   it("never modifies the built-in root (copy-on-write)", async () => {
     const r = await bootVm({ command: ["/bin/sh", "-c", "echo scribble > /etc/passwd && rm /bin/ls && echo wrote"] });
     expect(r.exitCode).toBe(0);
@@ -103,6 +121,57 @@ describe("shares", () => {
     expect(r.console).toContain("rw-done");
     expect(fs.readFileSync(path.join(rw, "out.txt"), "utf8")).toBe("data-from-guest\n");
     expect(fs.statSync(path.join(rw, "sub")).isDirectory()).toBe(true);
+  });
+
+  it("bounds the host files a guest can make virtiofsd hold, which it cannot raise", async () => {
+    // A host program allowed 1024 open files (its helpers get as many, at
+    // most 2^18); its guest looks up 1500 files, each pinning one in virtiofsd.
+    const dist = path.resolve("dist");
+    const script = `
+      import fs from "node:fs"; import path from "node:path";
+      import { VirtualMachine } from ${JSON.stringify(`${dist}/index.js`)};
+      import { SandboxProcess } from ${JSON.stringify(`${dist}/sandbox/process.js`)};
+      const dir = ${JSON.stringify(tempDir())};
+      for (let i = 0; i < 1500; i++) fs.writeFileSync(path.join(dir, "f" + i), "x");
+      const socketPath = path.join(${JSON.stringify(tempDir())}, "agent.sock");
+      const vm = VirtualMachine.start({ command: [], agentSocketPath: socketPath, shares: [{ hostPath: dir, guestPath: "/d" }] });
+      await vm.ready;
+      const run = async (cmd) => {
+        const p = new SandboxProcess(socketPath, { argv: ["sh", "-c", cmd], env: [], cwd: "/", user: "", timeoutMs: 0, stdin: false }, () => undefined, async () => new Error("lost"));
+        let out = ""; p.stdout.on("data", (d) => (out += d)); await p.exited; return out;
+      };
+      const refused = await run("ls -l /d >/dev/null 2>&1; cat /d/f1499 2>&1");
+      const helpers = [];
+      for (const pid of fs.readdirSync("/proc").filter((e) => /^\\d+$/.test(e))) {
+        try {
+          const stat = fs.readFileSync("/proc/" + pid + "/stat", "utf8");
+          const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+          if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]) !== vm.pid || comm === "krunbox-runner") continue;
+          const limit = /Max open files\\s+(\\d+)\\s+(\\d+)/.exec(fs.readFileSync("/proc/" + pid + "/limits", "utf8"));
+          const capBnd = BigInt("0x" + /CapBnd:\\s+(\\w+)/.exec(fs.readFileSync("/proc/" + pid + "/status", "utf8"))[1]);
+          helpers.push({ comm, soft: Number(limit[1]), hard: Number(limit[2]), fds: fs.readdirSync("/proc/" + pid + "/fd").length, sysResource: (capBnd >> 24n) & 1n ? 1 : 0 });
+        } catch {}
+      }
+      const after = await run("echo still-serving");
+      fs.closeSync(fs.openSync(path.join(dir, "f0"), "r"));
+      await vm.stop(2000);
+      console.log(JSON.stringify({ refused, helpers, after }));`;
+    // Not spawnSync: the test runner's worker must stay responsive meanwhile.
+    const child = spawn("sh", ["-c", 'ulimit -n 1024 && exec "$0" --input-type=module -e "$1"', process.execPath, script], { env: process.env });
+    const r = { stdout: "", stderr: "" };
+    child.stdout.on("data", (d) => (r.stdout += d));
+    child.stderr.on("data", (d) => (r.stderr += d));
+    await new Promise((resolve) => child.on("close", resolve));
+    expect(r.stderr).toBe("");
+    const { refused, helpers, after } = JSON.parse(r.stdout);
+    // The guest hit the bound (and hurt only itself: its root is served by the same virtiofsd)...
+    expect(refused).toMatch(/Too many open files/);
+    expect(after).toBe("still-serving\n"); // ...while the host program and the VM go on
+    expect(helpers.map((h: { comm: string }) => h.comm)).toEqual(expect.arrayContaining(["virtiofsd", "qemu-system-x86", "vhost-device-vs"]));
+    for (const h of helpers) {
+      expect(h, h.comm).toMatchObject({ soft: 1024, hard: 1024, sysResource: 0 });
+      expect(h.fds, h.comm).toBeLessThanOrEqual(1024);
+    }
   });
 
   it("mounts 16 shares in one VM", async () => {

@@ -4,7 +4,8 @@ import { execFileSync, spawnSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import zlib from "node:zlib";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   DigestMismatchError,
   ImageInUseError,
@@ -236,16 +237,126 @@ it("pull policy never: an image not in the cache is an error", async () => {
   await expect(pullImage(`${registry.host}/team/absent:1`, { pullPolicy: "never" })).rejects.toBeInstanceOf(ImageNotFoundError);
 });
 
-// Swaps the only layer of a one-image layout for `gz`, fixing the digests.
-function retargetLayer(layout: string, gz: Buffer) {
+// Swaps layer `layer` of a one-image layout for `gz`, fixing the digests.
+function retargetLayer(layout: string, gz: Buffer, layer = 0) {
   const digest = (b: Buffer) => `sha256:${crypto.createHash("sha256").update(b).digest("hex")}`;
   const blobs = path.join(layout, "blobs/sha256");
   const index = JSON.parse(fs.readFileSync(path.join(layout, "index.json"), "utf8"));
   const manifest = JSON.parse(fs.readFileSync(path.join(blobs, index.manifests[0].digest.slice(7)), "utf8"));
   fs.writeFileSync(path.join(blobs, digest(gz).slice(7)), gz);
-  manifest.layers[0] = { ...manifest.layers[0], digest: digest(gz), size: gz.length };
+  manifest.layers[layer] = { ...manifest.layers[layer], digest: digest(gz), size: gz.length };
   const m = Buffer.from(JSON.stringify(manifest));
   fs.writeFileSync(path.join(blobs, digest(m).slice(7)), m);
   index.manifests[0] = { ...index.manifests[0], digest: digest(m), size: m.length };
   fs.writeFileSync(path.join(layout, "index.json"), JSON.stringify(index));
 }
+
+// One ustar header, as GNU tar writes it; numbers too large for octal use
+// the GNU base-256 form (a uid of 2^40, a size of 20 GiB).
+function tarHeader(name: string, { size = 0, uid = 0, type = "0" } = {}): Buffer {
+  const h = Buffer.alloc(512);
+  const num = (off: number, len: number, v: number) => {
+    if (v < 8 ** (len - 1)) return void h.write(v.toString(8).padStart(len - 1, "0") + "\0", off, "latin1");
+    h[off] = 0x80;
+    for (let i = off + len - 1, x = BigInt(v); i > off; i--, x >>= 8n) h[i] = Number(x & 0xffn);
+  };
+  h.write(name, 0);
+  num(100, 8, 0o644);
+  num(108, 8, uid);
+  num(116, 8, 0);
+  num(124, 12, size);
+  num(136, 12, 0);
+  h.write(type, 156);
+  h.write("ustar\0" + "00", 257, "latin1");
+  h.fill(" ", 148, 156);
+  const sum = h.reduce((a, b) => a + b, 0);
+  h.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, "latin1");
+  return h;
+}
+const END_OF_ARCHIVE = Buffer.alloc(1024);
+
+/** A gzip layer of one file of `size` zero bytes, compressed as it is made: megabytes that unpack to far more. */
+async function zeroFileLayer(name: string, size: number): Promise<Buffer> {
+  const gz = zlib.createGzip({ level: 9 });
+  const out: Buffer[] = [];
+  const done = new Promise((r) => gz.on("end", r));
+  gz.on("data", (d: Buffer) => out.push(d));
+  gz.write(tarHeader(name, { size }));
+  const zeros = Buffer.alloc(1 << 20);
+  for (let left = size; left > 0; left -= zeros.length) gz.write(zeros.subarray(0, Math.min(left, zeros.length)));
+  gz.end(Buffer.concat([Buffer.alloc((512 - (size % 512)) % 512), END_OF_ARCHIVE]));
+  await done;
+  return Buffer.concat(out);
+}
+
+describe("hostile layers", () => {
+  const leftovers = () => cachedImages().filter((d) => !before.includes(d));
+  let before: string[];
+  beforeEach(() => {
+    before = cachedImages();
+  });
+  async function pushLayer(name: string, gz: Buffer): Promise<string> {
+    const { layout } = buildLayout([{ fill: (d) => fs.writeFileSync(path.join(d, "ok"), "x") }], {});
+    retargetLayer(layout, gz);
+    await push(layout, `${registry.host}/hostile/${name}:1`);
+    return `${registry.host}/hostile/${name}:1`;
+  }
+
+  it("stops a gzip bomb at maxUnpackedBytes, before writing it, and keeps nothing", async () => {
+    const bomb = await zeroFileLayer("bomb", 256 << 20);
+    expect(bomb.length).toBeLessThan(1 << 20); // a 256x bomb
+    const err = await pullImage(await pushLayer("bomb", bomb), { maxUnpackedBytes: 64 << 20 }).catch((e) => e);
+    expect(err).toBeInstanceOf(UnsafeLayerError);
+    expect(err.message).toMatch(/maxUnpackedBytes \(67108864 bytes\) at tar entry "bomb"/);
+    expect(leftovers()).toEqual([]);
+    // The default bound (16 GiB) holds as well: a layer that claims 20 GiB.
+    const claim = await pushLayer("claim", zlib.gzipSync(Buffer.concat([tarHeader("huge", { size: 20 * 2 ** 30 }), Buffer.alloc(4096)])));
+    await expect(pullImage(claim)).rejects.toThrow(/maxUnpackedBytes \(17179869184 bytes\) at tar entry "huge"/);
+    expect(leftovers()).toEqual([]);
+  });
+
+  it("stops unpacking before the cache's file system runs out of space", async () => {
+    // Under the test run's base: global teardown unmounts it if this test fails.
+    const small = fs.mkdtempSync(path.join(process.env.KRUNBOX_TEST_BASE!, "small-fs-"));
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=64m", "tmpfs", small]);
+    const home = process.env.KRUNBOX_HOME;
+    try {
+      process.env.KRUNBOX_HOME = small;
+      const ref = await pushLayer("disk", await zeroFileLayer("big", 100 << 20));
+      const err = await pullImage(ref, { maxUnpackedBytes: 1 << 30 }).catch((e) => e);
+      expect(err).toBeInstanceOf(UnsafeLayerError);
+      expect(err.message).toMatch(/MiB free on the file system/);
+      expect(fs.readdirSync(path.join(small, "images/oci"))).toEqual([]);
+    } finally {
+      process.env.KRUNBOX_HOME = home;
+      execFileSync("umount", [small]);
+    }
+  });
+
+  it("refuses a uid or gid past 2^32-2 with UnsafeLayerError", async () => {
+    const tar = Buffer.concat([tarHeader("f", { size: 1, uid: 2 ** 40 }), Buffer.alloc(512, "x"), END_OF_ARCHIVE]);
+    const ref = await pushLayer("uid", zlib.gzipSync(tar));
+    await expect(pullImage(ref)).rejects.toThrow(UnsafeLayerError);
+    await expect(pullImage(ref)).rejects.toThrow(/uid 1099511627776/);
+    expect(leftovers()).toEqual([]);
+  });
+
+  it("refuses a write through a symlink that leads out with UnsafeLayerError", async () => {
+    const outside = tempDir();
+    const { layout } = buildLayout(
+      [{ fill: (d: string) => fs.symlinkSync(outside, path.join(d, "link")) }, { fill: (d: string) => fs.writeFileSync(path.join(d, "x"), "x") }],
+      {},
+    );
+    // Layer 2 holds only "link/pwned": no folder entry replaces the link first.
+    const work = tempDir();
+    fs.mkdirSync(path.join(work, "link"));
+    fs.writeFileSync(path.join(work, "link/pwned"), "x");
+    retargetLayer(layout, execFileSync("gzip", ["-n", "-c"], { input: execFileSync("tar", ["-C", work, "-cf", "-", "link/pwned"]) }), 1);
+    await push(layout, `${registry.host}/hostile/through:1`);
+    const err = await pullImage(`${registry.host}/hostile/through:1`).catch((e) => e);
+    expect(err).toBeInstanceOf(UnsafeLayerError);
+    expect(err.message).toMatch(/link\/pwned.*symlink/);
+    expect(fs.readdirSync(outside)).toEqual([]);
+    expect(leftovers()).toEqual([]);
+  });
+});

@@ -1,8 +1,9 @@
 // Nothing outlives the host program, even when it is SIGKILLed.
 import { spawn } from "node:child_process";
+import fs from "node:fs";
 import path from "node:path";
 import { expect, it } from "vitest";
-import { processGroup, runDirEntries, vmProcesses, waitFor } from "./helpers.js";
+import { processGroup, runDirEntries, tempDir, vmProcesses, waitFor } from "./helpers.js";
 
 it("leaves no qemu, virtiofsd or vsock process behind when Node is SIGKILLed", async () => {
   const child = spawn(process.execPath, [path.join(import.meta.dirname, "fixtures/hold-vm.mjs")], {
@@ -36,4 +37,46 @@ it("cleans up after a runner that was itself SIGKILLed", async () => {
   const r = await bootVm({ command: ["/bin/true"] });
   expect(r.exitCode).toBe(0);
   expect(runDirEntries()).toEqual([]);
+});
+
+it("sweeps the socket folder of a host program killed by a signal, and no other", async () => {
+  const { Sandbox } = await import("../lib/index.js");
+  // A temp folder of our own: other programs on this machine make socket folders too.
+  const tmp = tempDir();
+  const savedTmp = process.env.TMPDIR;
+  process.env.TMPDIR = tmp;
+  const socketDirs = () => fs.readdirSync(tmp).filter((f) => f.startsWith("krunbox-sb-")).map((f) => path.join(tmp, f));
+  try {
+    const child = spawn(process.execPath, [path.join(import.meta.dirname, "fixtures/hold-sandbox.mjs")], {
+      stdio: ["ignore", "pipe", "inherit"],
+      env: process.env,
+    });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    await waitFor("the child's sandbox", () => out.includes("ready"), 60_000);
+    const [leaked] = socketDirs();
+    child.kill("SIGKILL");
+    await waitFor("its VM to end", () => vmProcesses().length === 0, 15_000);
+    expect(fs.existsSync(leaked)).toBe(true); // nobody was left to remove it
+
+    await using live = await Sandbox.create();
+    const [liveDir] = socketDirs().filter((d) => d !== leaked);
+    const foreign = fs.mkdtempSync(path.join(tmp, "krunbox-sb-"));
+    fs.writeFileSync(path.join(foreign, "lock"), "");
+    fs.chownSync(foreign, 54321, 54321);
+    const unlocked = fs.mkdtempSync(path.join(tmp, "krunbox-sb-")); // as older versions made them
+    // All look old: the sweep spares folders younger than a minute (a sandbox being created).
+    const old = new Date(Date.now() - 120_000);
+    for (const d of [leaked, liveDir, foreign, unlocked]) fs.utimesSync(d, old, old);
+
+    await using next = await Sandbox.create();
+    expect(fs.existsSync(leaked)).toBe(false);
+    expect(fs.existsSync(liveDir)).toBe(true); // its owner holds the lock
+    expect(fs.existsSync(foreign)).toBe(true); // not ours
+    expect(fs.existsSync(unlocked)).toBe(true); // maybe in use
+    expect((await live.exec("echo", ["alive"])).stdout).toBe("alive\n");
+  } finally {
+    if (savedTmp === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = savedTmp;
+  }
 });

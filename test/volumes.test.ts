@@ -98,7 +98,7 @@ it("mounts bind, named and tmpfs volumes, also written Docker-style", async () =
   try {
     await using sb = await Sandbox.create({
       volumes: [
-        { type: "bind", source: `./${path.basename(src)}`, target: "/app/src", readonly: true },
+        { type: "bind", source: `./${path.basename(src)}`, target: "/app/src", readOnly: true },
         { type: "named", name: "pip-cache", target: "/root/.cache/pip" },
         { type: "tmpfs", target: "/scratch", sizeMiB: 8 },
         `${data}:/data`,
@@ -136,12 +136,14 @@ it("mounts bind, named and tmpfs volumes, also written Docker-style", async () =
   await Volume.remove("pip-cache");
 });
 
+// `readOnly` is the one spelling (`readonly` is refused, below): before,
+// `readOnly: true` was ignored and the folder mounted read-write.
 it("holds read-only on the host against a guest that tries everything", async () => {
   const ro = tempDir();
   fs.mkdirSync(path.join(ro, "dir"));
   fs.writeFileSync(path.join(ro, "file"), "original");
   const before = snapshot(ro);
-  await using sb = await Sandbox.create({ volumes: [{ type: "bind", source: ro, target: "/ro", readonly: true }] });
+  await using sb = await Sandbox.create({ volumes: [{ type: "bind", source: ro, target: "/ro", readOnly: true }] });
   const attempts = [
     "echo x > /ro/file",
     "echo x >> /ro/file",
@@ -234,13 +236,13 @@ it("mounts 32 volumes of all kinds in one sandbox", async () => {
     if (i % 3 === 1) return `multi-${i}:/m/${i}`;
     const d = tempDir();
     fs.writeFileSync(path.join(d, "id"), String(i));
-    return { type: "bind" as const, source: d, target: `/m/${i}`, readonly: i % 2 === 0 };
+    return { type: "bind" as const, source: d, target: `/m/${i}`, readOnly: i % 2 === 0 };
   });
   await using sb = await Sandbox.create({ volumes: specs });
   const r = await sb.exec("sh", ["-c", "for i in $(seq 0 31); do echo $i > /m/$i/w 2>/dev/null && echo w$i; done"]);
   const written = r.stdout.trim().split("\n");
   specs.forEach((s, i) => {
-    const readOnly = typeof s === "object" && s.type === "bind" && s.readonly;
+    const readOnly = typeof s === "object" && s.type === "bind" && s.readOnly;
     expect(written.includes(`w${i}`), `mount ${i}`).toBe(!readOnly);
   });
   await sb.stop();
@@ -259,6 +261,12 @@ it("refuses bad volume input with the field named, creating nothing", async () =
     [["a:b:c:d"], "volumes[0]"],
     [[{ type: "nfs", target: "/x" }], "volumes[0].type"],
     [[{ type: "tmpfs", target: "/t", sizeMiB: 0 }], "volumes[0].sizeMiB"],
+    [[{ type: "bind", source: existing, target: "/x", readonly: true }], "volumes[0].readonly"],
+    [[{ type: "named", name: "n", target: "/x", ro: true }], "volumes[0].ro"],
+    [[{ type: "tmpfs", target: "/proc" }], "volumes[0].target"],
+    [[`${existing}:/sys/kernel`], "volumes[0].target"],
+    [["never-created:/dev"], "volumes[0].target"],
+    [[{ type: "tmpfs", target: "/a\nb" }], "volumes[0].target"],
   ];
   for (const [volumes, field] of cases) {
     const err = await Sandbox.create({ volumes: volumes as never }).catch((e) => e);

@@ -13,7 +13,9 @@ export const usage = `usage:
   krunbox volume ls
   krunbox volume inspect NAME
   krunbox volume rm [--force] NAME...
-  krunbox doctor`;
+  krunbox doctor
+  krunbox mcp [--allow-bind DIR[:ro]]... [--max-sandboxes N] [--max-memory MiB] [--idle-timeout SECONDS]
+              [--max-output BYTES] [--python-image REF] [--node-image REF]`;
 
 export function keyValues(list: string[] | undefined, flag: string): Record<string, string> {
   const out: Record<string, string> = {};

@@ -4,7 +4,7 @@ import { ConfigError } from "../errors.js";
 import { pullImage } from "../images/cache.js";
 import type { NetworkOption } from "../network/policy.js";
 import { Sandbox } from "../sandbox/sandbox.js";
-import type { VolumeSpec } from "../volumes/volumes.js";
+import type { VolumeSpec } from "../volumes/spec.js";
 import { keyValues, usage } from "./args.js";
 import { progressBar } from "./progress.js";
 

@@ -7,10 +7,12 @@
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
+import { z } from "zod";
 import { DigestMismatchError, ImageInUseError, ImageNotFoundError } from "../errors.js";
 import { parseReference } from "./reference.js";
-import { Registry, sha256, type Credentials, type Descriptor } from "./registry.js";
-import { applyLayer } from "./unpack.js";
+import { Registry, sha256, type Descriptor } from "./registry.js";
+import { applyLayer, UnpackBudget } from "./unpack.js";
+import { parseOptions } from "../validate.js";
 import { loadNative } from "../vm/native.js";
 import { krunboxHome } from "../vm/runtime.js";
 
@@ -37,12 +39,23 @@ export interface PullProgress {
   bytesTotal: number;
 }
 
-export interface PullOptions {
-  pullPolicy?: "if-missing" | "always" | "never";
-  credentials?: Credentials;
-  insecure?: boolean;
-  onProgress?: (p: PullProgress) => void;
-}
+/** The pull options that a Sandbox's `image: { ref, ... }` takes too. */
+export const imagePullFields = {
+  pullPolicy: z.enum(["if-missing", "always", "never"]).optional(),
+  credentials: z.object({ username: z.string(), password: z.string() }).strict().optional(),
+  /** Allow plain HTTP to a registry that is not on this machine. */
+  insecure: z.boolean().optional(),
+  /** What the image's layers may write in all (16 GiB); past it, or past the cache's free space, the pull fails. */
+  maxUnpackedBytes: z.number().int().min(1).optional(),
+};
+const pullOptionsSchema = z
+  .object({
+    ...imagePullFields,
+    onProgress: z.custom<(p: PullProgress) => void>((f) => typeof f === "function", "must be a function").optional(),
+  })
+  .strict();
+export type PullOptions = z.input<typeof pullOptionsSchema>;
+const DEFAULT_MAX_UNPACKED_BYTES = 16 * 2 ** 30;
 
 const dirs = () => {
   const base = path.join(krunboxHome(), "images");
@@ -67,7 +80,8 @@ function writeAtomically(file: string, text: string) {
 }
 
 /** Pulls `reference` (pull policy "if-missing" by default) and returns the cached image. */
-export async function pullImage(reference: string, options: PullOptions = {}): Promise<PulledImage> {
+export async function pullImage(reference: string, pullOptions: PullOptions = {}): Promise<PulledImage> {
+  const options = parseOptions(pullOptionsSchema, pullOptions, "options");
   const ref = parseReference(reference);
   const d = dirs();
   for (const dir of [d.blobs, d.oci, d.refs]) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -114,9 +128,11 @@ export async function pullImage(reference: string, options: PullOptions = {}): P
     try {
       const rootfs = path.join(tmp, "rootfs");
       fs.mkdirSync(rootfs, { mode: 0o755 });
+      const budget = new UnpackBudget(options.maxUnpackedBytes ?? DEFAULT_MAX_UNPACKED_BYTES, d.oci);
+      budget.checkFree(manifest.layers.reduce((n, l) => n + l.size, 0));
       for (const [i, layer] of manifest.layers.entries()) {
         const file = await blob(layer, i, manifest.layers.length);
-        await applyLayer(rootfs, file, /zstd/.test(layer.mediaType) ? "zstd" : /gzip/.test(layer.mediaType) ? "gzip" : "none");
+        await applyLayer(rootfs, file, /zstd/.test(layer.mediaType) ? "zstd" : /gzip/.test(layer.mediaType) ? "gzip" : "none", budget);
       }
       image = { reference: ref.canonical, digest: manifest.digest, rootfs: path.join(final, "rootfs"), config };
       fs.writeFileSync(path.join(tmp, "image.json"), JSON.stringify(image, null, 2) + "\n");

@@ -4,7 +4,10 @@
 // untrusted: every path is normalized and refused if it climbs out, and
 // every write goes through the addon's openat2(RESOLVE_BENEATH) operations,
 // so a symlink made by an earlier entry can never redirect a later one.
+// What it may write is bounded (UnpackBudget): a small layer that claims
+// gigabytes is refused at the entry that claims them, before the disk fills.
 import fs from "node:fs";
+import { constants as osConstants } from "node:os";
 import path from "node:path";
 import { Transform } from "node:stream";
 import zlib from "node:zlib";
@@ -13,6 +16,12 @@ import { UnsafeLayerError } from "../errors.js";
 import { loadNative } from "../vm/native.js";
 
 const BLOCK = 512;
+// What an entry costs on disk at least (a block, an inode).
+const DISK_BLOCK = 4096;
+// Free space is checked whenever this much more has been promised to the disk.
+const FREE_CHECK_BYTES = 16 << 20;
+// The highest uid/gid; above it fchown would fail (or wrap in other tools).
+const MAX_ID = 2 ** 32 - 2;
 const WHITEOUT = ".wh.";
 const OPAQUE = ".wh..wh..opq";
 
@@ -41,6 +50,61 @@ export function entryPath(name: string): string {
   if (rel === ".." || rel.startsWith("../") || path.posix.isAbsolute(rel))
     throw new UnsafeLayerError(`tar entry "${name}" points outside the image; the layer is refused`);
   return rel === "." ? "" : rel.replace(/\/$/, "");
+}
+
+/**
+ * What the layers of one image may write: at most `maxBytes` in all, and
+ * never so much that the file system of `dir` drops below its reserve (5%
+ * of its size, at most 256 MiB). Every refusal is an UnsafeLayerError.
+ */
+export class UnpackBudget {
+  #used = 0;
+  #sinceCheck = 0;
+  constructor(
+    readonly maxBytes: number,
+    readonly dir: string,
+  ) {}
+
+  /** Before anything is written: room for `bytes` (the compressed layers) at least. */
+  checkFree(bytes: number): void {
+    const s = fs.statfsSync(this.dir);
+    const free = s.bavail * s.bsize;
+    const reserve = Math.min(256 << 20, (s.blocks * s.bsize) / 20);
+    if (free - bytes - FREE_CHECK_BYTES < reserve)
+      throw new UnsafeLayerError(
+        `unpacking the image would leave less than ${Math.round(reserve / 2 ** 20)} MiB free on the file system of ${this.dir} (${Math.round(free / 2 ** 20)} MiB free); the pull was stopped and nothing was kept`,
+      );
+    this.#sinceCheck = 0;
+  }
+
+  /** Accounts for `bytes` that `what` is about to write. */
+  charge(bytes: number, what: string): void {
+    this.#used += bytes;
+    if (this.#used > this.maxBytes)
+      throw new UnsafeLayerError(
+        `the image unpacks to more than maxUnpackedBytes (${this.maxBytes} bytes) at ${what}; the pull was stopped and nothing was kept (raise maxUnpackedBytes if you trust the image)`,
+      );
+    this.#sinceCheck += bytes;
+    if (this.#sinceCheck > FREE_CHECK_BYTES) this.checkFree(bytes);
+  }
+}
+
+// A native file operation that failed because of what the layer holds
+// (a path through a symlink that leads out, a file where a folder must be).
+function layerError(err: unknown, entry: string): unknown {
+  const e = err as { code?: string; errno?: number; message?: string };
+  if (e?.code === "ERR_KRUNBOX_PATH_ESCAPE")
+    return new UnsafeLayerError(`tar entry "${entry}" would be written through a symlink that leads outside the image; the layer is refused`);
+  const structural = [osConstants.errno.ENOTDIR, osConstants.errno.ELOOP, osConstants.errno.EEXIST, osConstants.errno.EISDIR, osConstants.errno.ENOENT];
+  if (e?.code === "ERR_KRUNBOX_FS" && structural.includes(e.errno!))
+    return new UnsafeLayerError(`tar entry "${entry}" cannot be applied (${e.message}); the layer is refused`);
+  return err;
+}
+
+function checkId(value: number, what: string, entry: string): number {
+  if (!Number.isInteger(value) || value < 0 || value > MAX_ID)
+    throw new UnsafeLayerError(`tar entry "${entry}" has ${what} ${value}, outside 0 to ${MAX_ID}; the layer is refused`);
+  return value;
 }
 
 interface Entry {
@@ -80,8 +144,8 @@ function zstdDecompressor(): Transform {
   return t;
 }
 
-/** Applies one layer onto `root`; returns how many device/FIFO entries it skipped. */
-export async function applyLayer(root: string, file: string, compression: Compression): Promise<{ skipped: number }> {
+/** Applies one layer onto `root` within `budget`; returns how many device/FIFO entries it skipped. */
+export async function applyLayer(root: string, file: string, compression: Compression, budget: UnpackBudget): Promise<{ skipped: number }> {
   const native = loadNative();
   const asRoot = process.getuid?.() === 0;
   // What this layer wrote: its own opaque markers must not hide it.
@@ -165,6 +229,7 @@ export async function applyLayer(root: string, file: string, compression: Compre
   const stream = compression === "gzip" ? input.pipe(zlib.createGunzip()) : compression === "zstd" ? input.pipe(zstdDecompressor()) : input;
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
+      if (ended) break; // what follows the end-of-archive blocks is never buffered
       buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
       for (;;) {
         if (current) {
@@ -209,23 +274,30 @@ export async function applyLayer(root: string, file: string, compression: Compre
           linkpath: pax.linkpath ?? longLink ?? str(h, 157, 100),
           size,
           mode: num(h, 100, 8),
-          uid: pax.uid !== undefined ? Number(pax.uid) : num(h, 108, 8),
-          gid: pax.gid !== undefined ? Number(pax.gid) : num(h, 116, 8),
+          uid: checkId(pax.uid !== undefined ? Number(pax.uid) : num(h, 108, 8), "uid", rawName),
+          gid: checkId(pax.gid !== undefined ? Number(pax.gid) : num(h, 116, 8), "gid", rawName),
         };
         // Only regular files and metadata carry data in the archive.
         const dataSize = isMeta || type === "0" || type === "7" ? size : 0;
+        budget.charge(Math.max(DISK_BLOCK, Math.ceil(dataSize / DISK_BLOCK) * DISK_BLOCK), `tar entry "${rawName}"`);
         current = { entry, remaining: dataSize, pad: Math.ceil(dataSize / BLOCK) * BLOCK - dataSize };
         if (isMeta) {
           if (type !== "g") current.meta = []; // global pax headers are ignored
         } else {
           pax = {};
           longName = longLink = undefined;
-          current.fd = begin(entry);
+          try {
+            current.fd = begin(entry);
+          } catch (err) {
+            throw layerError(err, rawName);
+          }
         }
       }
     }
   } finally {
     if (current?.fd !== undefined) fs.closeSync(current.fd);
+    // A refused layer is not read to its end; its file is closed before we return.
+    if (!input.closed) await new Promise<void>((r) => input.destroy().once("close", () => r()));
   }
   if (current || !ended) throw new UnsafeLayerError("the layer's tar is truncated");
   return { skipped };

@@ -4,6 +4,7 @@
 import net from "node:net";
 import { z } from "zod";
 import { ConfigError } from "../errors.js";
+import type { NetRule, VmNetwork } from "../vm/options.js";
 
 /** What onConnect is asked about, for each connection the rules allow. */
 export interface ConnectRequest {
@@ -38,22 +39,6 @@ export interface NetworkPolicy {
 }
 
 export type NetworkOption = "none" | "public" | NetworkPolicy;
-
-/** One allow/deny entry as the runner takes it (src/common/vm_config.h NetRule). */
-export interface NetRule {
-  kind: "any" | "name" | "suffix" | "cidr";
-  value?: string;
-  port?: number;
-  text: string;
-}
-
-/** The VM's side of the option: what the runner enforces. */
-export interface VmNetwork {
-  allow: NetRule[];
-  deny: NetRule[];
-  hosts: Record<string, string[]>;
-  onConnect?: (c: ConnectRequest) => boolean | Promise<boolean>;
-}
 
 const hostName = /^(?=.{1,253}$)[a-z0-9_-]{1,63}(\.[a-z0-9_-]{1,63})*$/;
 
@@ -107,7 +92,7 @@ export const networkSchema = z.union([
       allow: z.array(z.string()).max(1024).optional(),
       deny: z.array(z.string()).max(1024).optional(),
       hosts: z.record(z.string(), z.union([z.string(), z.array(z.string()).min(1).max(16)])).optional(),
-      onConnect: z.function().optional(),
+      onConnect: z.custom<(c: ConnectRequest) => boolean | Promise<boolean>>((f) => typeof f === "function", "must be a function").optional(),
     })
     .strict(),
 ]);

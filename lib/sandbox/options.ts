@@ -1,19 +1,20 @@
-// Validation of every user option (zod), with errors that name the field.
-import path from "node:path";
+// Validation of every user option (zod, strict), with errors that name the field.
 import { z } from "zod";
 import { ConfigError } from "../errors.js";
 import { VM_DEFAULTS } from "../vm/defaults.js";
-import type { VolumeSpec } from "../volumes/volumes.js";
-import { networkSchema, type NetworkOption, type VmNetwork } from "../network/policy.js";
+import { imagePullFields } from "../images/cache.js";
+import { absolutePath } from "../vm/options.js";
+import { volumesSchema, type VolumeSpec } from "../volumes/spec.js";
+import { networkSchema, type NetworkOption } from "../network/policy.js";
+import type { VmNetwork } from "../vm/options.js";
 import { portsSchema, type PortSpec } from "../network/ports.js";
-
-const absolutePath = z.string().refine((p) => path.isAbsolute(p) && path.normalize(p) === p, {
-  message: "must be an absolute, normalized path such as /work",
-});
 const envRecord = z.record(
   z.string().regex(/^[^=\0]+$/, "names must be non-empty and contain no '=' or NUL"),
   z.string().refine((v) => !v.includes("\0"), "values must not contain NUL"),
 );
+
+/** An OCI image reference, checked in full by parseReference (lib/images/reference.ts). */
+export const imageReferenceSchema = z.string().min(1).describe('an OCI image reference, e.g. "python:3-slim" or "localhost:5000/team/app:1"');
 
 export const sandboxOptionsSchema = z
   .object({
@@ -28,20 +29,12 @@ export const sandboxOptionsSchema = z
     /** The root: omitted for the default image, or a local root folder. */
     image: z
       .union([
-        z.string().min(1),
+        imageReferenceSchema,
         z.object({ dir: z.string().min(1) }).strict(),
-        z
-          .object({
-            ref: z.string().min(1),
-            pullPolicy: z.enum(["if-missing", "always", "never"]).optional(),
-            credentials: z.object({ username: z.string(), password: z.string() }).strict().optional(),
-            insecure: z.boolean().optional(),
-          })
-          .strict(),
+        z.object({ ref: z.string().min(1), ...imagePullFields }).strict(),
       ])
       .optional(),
-    /** Checked entry by entry by resolveVolumes (lib/volumes.ts). */
-    volumes: z.array(z.any()).max(64).default([]),
+    volumes: volumesSchema.default([]),
     /** Checked entry by entry by resolveNetwork (lib/network/policy.ts). */
     network: networkSchema.default("none"),
     /** Checked entry by entry by resolvePorts (lib/network/ports.ts). */
@@ -66,11 +59,19 @@ export type ResolvedSandboxOptions = z.output<typeof sandboxOptionsSchema> & {
   imageDigest?: string;
 };
 
+// The highest uid/gid: (uid_t)-1 means "leave unchanged" to setuid() and friends.
+export const MAX_ID = 2 ** 32 - 2;
+const validId = (id: string) => !/^\d+$/.test(id) || Number(id) <= MAX_ID;
+const userSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9._][A-Za-z0-9._-]*(:\d+)?$/, "must be a user name or uid, optionally :gid")
+  .refine((u) => u.split(":").every(validId), { message: `uids and gids go from 0 to ${MAX_ID}` });
+
 export const execOptionsSchema = z
   .object({
     env: envRecord.default({}),
     cwd: absolutePath.optional(),
-    user: z.string().regex(/^[A-Za-z0-9._-]+(:\d+)?$/, "must be a user name or uid, optionally :gid").optional(),
+    user: userSchema.optional(),
     stdin: z.union([z.string(), z.instanceof(Buffer), z.instanceof(Uint8Array), z.literal("pipe"), z.literal("ignore")]).optional(),
     timeoutMs: z.number().int().min(1).max(2 ** 31 - 1).optional(),
     signal: z.instanceof(AbortSignal).optional(),
@@ -80,15 +81,6 @@ export const execOptionsSchema = z
   .strict();
 export type ExecOptions = z.input<typeof execOptionsSchema>;
 export type ParsedExecOptions = z.output<typeof execOptionsSchema>;
-
-/** Parses with `schema`; throws ConfigError naming the first bad field. */
-export function parseOptions<S extends z.ZodTypeAny>(schema: S, value: unknown, prefix: string): z.output<S> {
-  const result = schema.safeParse(value ?? {});
-  if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  const field = [prefix, ...issue.path.map(String)].filter(Boolean).join(".");
-  throw new ConfigError(field || prefix, `${field || prefix}: ${issue.message}`);
-}
 
 export function checkArgv(command: unknown, args: unknown): string[] {
   if (typeof command !== "string" || command === "" || command.includes("\0"))

@@ -4,12 +4,13 @@ import { PassThrough, Writable } from "node:stream";
 import { constants as osConstants } from "node:os";
 import {
   AgentProtocolError,
+  ConfigError,
   ExecAbortedError,
   ExecFailedError,
   ExecTimeoutError,
   KrunboxError,
 } from "../errors.js";
-import { encodeFrame, Frame, FrameDecoder, parseJsonFrame, PROTOCOL_VERSION } from "./protocol.js";
+import { encodeFrame, execPayload, Frame, FrameDecoder, parseJsonFrame, type ExecRequest } from "./protocol.js";
 
 export interface ProcessExit {
   /** Exit code, or null when a signal ended the process. */
@@ -20,12 +21,7 @@ export interface ProcessExit {
   timedOut: boolean;
 }
 
-export interface ProcessRequest {
-  argv: string[];
-  env: string[];
-  cwd: string;
-  user: string;
-  timeoutMs: number;
+export interface ProcessRequest extends ExecRequest {
   stdin: boolean;
   signal?: AbortSignal;
 }
@@ -36,7 +32,8 @@ const TIMEOUT_BACKSTOP_MS = 5000;
 
 export function signalNumber(signal: NodeJS.Signals | number): number {
   const n = typeof signal === "number" ? signal : osConstants.signals[signal];
-  if (!Number.isInteger(n) || n < 1 || n > 64) throw new TypeError(`unknown signal ${String(signal)}`);
+  if (!Number.isInteger(n) || n < 1 || n > 64)
+    throw new ConfigError("signal", `signal: unknown signal ${String(signal)}; use a name such as "SIGTERM" or a number from 1 to 64`);
   return n;
 }
 
@@ -94,17 +91,18 @@ export class SandboxProcess {
       : null;
     this.stdin?.on("error", () => {}); // a write after exit is not the caller's crash
 
-    socket.write(
-      encodeFrame(
-        Frame.Exec,
-        JSON.stringify({ v: PROTOCOL_VERSION, argv: req.argv, env: req.env, cwd: req.cwd, user: req.user, timeoutMs: req.timeoutMs }),
-      ),
-    );
+    socket.write(encodeFrame(Frame.Exec, execPayload(req)));
     if (!req.stdin) socket.write(encodeFrame(Frame.StdinEof));
 
     socket.on("data", (chunk: Buffer) => {
+      // Once settled, whatever else the agent sends (a hostile one may keep
+      // talking after EXIT) changes nothing.
+      if (this.#settled) return;
       try {
-        for (const { type, payload } of decoder.push(chunk)) this.#onFrame(type, payload);
+        for (const { type, payload } of decoder.push(chunk)) {
+          this.#onFrame(type, payload);
+          if (this.#settled) break;
+        }
       } catch (err) {
         this.#fail(err as Error);
       }
@@ -119,15 +117,13 @@ export class SandboxProcess {
     for (const out of [this.stdout, this.stderr]) out.on("drain", () => socket.resume());
 
     if (req.timeoutMs > 0)
-      this.#timer = setTimeout(() => {
-        this.kill("SIGKILL");
-        this.#fail(new ExecTimeoutError(`the process ran past timeoutMs (${req.timeoutMs} ms) and did not report back`, "", ""));
-      }, req.timeoutMs + TIMEOUT_BACKSTOP_MS);
+      this.#timer = setTimeout(
+        () => this.abort(new ExecTimeoutError(`the process ran past timeoutMs (${req.timeoutMs} ms) and did not report back`, "", "")),
+        req.timeoutMs + TIMEOUT_BACKSTOP_MS,
+      );
     if (req.signal) {
-      const onAbort = () => {
-        this.kill("SIGKILL");
-        this.#fail(new ExecAbortedError("the process was aborted; it was killed in the guest", { cause: req.signal!.reason }));
-      };
+      const onAbort = () =>
+        this.abort(new ExecAbortedError("the process was aborted; it was killed in the guest", "", "", { cause: req.signal!.reason }));
       if (req.signal.aborted) onAbort();
       else req.signal.addEventListener("abort", onAbort, { once: true });
       this.exited.finally(() => req.signal!.removeEventListener("abort", onAbort)).catch(() => {});
@@ -144,7 +140,8 @@ export class SandboxProcess {
       case Frame.Stdout:
       case Frame.Stderr: {
         const out = type === Frame.Stdout ? this.stdout : this.stderr;
-        if (!out.write(payload)) this.#socket.pause();
+        // A caller may have destroyed the stream: its output is not wanted.
+        if (!out.destroyed && !out.write(payload)) this.#socket.pause();
         break;
       }
       case Frame.Exit: {
@@ -187,11 +184,24 @@ export class SandboxProcess {
     this.#socket.destroy();
   }
 
-  /** Sends a signal to the process's group in the guest. */
+  /**
+   * Sends a signal to the process's group in the guest. Harmless once the
+   * process has exited; ConfigError for an unknown signal.
+   */
   kill(signal: NodeJS.Signals | number = "SIGTERM"): void {
+    const number = signalNumber(signal);
     if (this.#settled || this.#socket.destroyed) return;
     const payload = Buffer.alloc(4);
-    payload.writeUInt32LE(signalNumber(signal));
+    payload.writeUInt32LE(number);
     this.#socket.write(encodeFrame(Frame.Signal, payload));
+  }
+
+  /**
+   * @internal Ends the process now: its group is killed in the guest (also
+   * by closing the connection) and `exited` rejects with `reason`.
+   */
+  abort(reason: Error): void {
+    this.kill("SIGKILL");
+    this.#fail(reason);
   }
 }

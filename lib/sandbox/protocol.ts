@@ -27,6 +27,22 @@ export function encodeFrame(type: Frame, payload: Buffer | string = Buffer.alloc
   return Buffer.concat([header, body]);
 }
 
+export interface ExecRequest {
+  argv: string[];
+  /** KEY=VALUE */
+  env: string[];
+  cwd: string;
+  /** "", a name, "uid" or "uid:gid". */
+  user: string;
+  /** 0: none. */
+  timeoutMs: number;
+}
+
+/** The EXEC frame's payload; with its type byte it must fit in MAX_FRAME. */
+export function execPayload(r: ExecRequest): string {
+  return JSON.stringify({ v: PROTOCOL_VERSION, argv: r.argv, env: r.env, cwd: r.cwd, user: r.user, timeoutMs: r.timeoutMs });
+}
+
 /** Splits a byte stream into frames; throws AgentProtocolError on a bad length. */
 export class FrameDecoder {
   #buf: Buffer = Buffer.alloc(0);

@@ -2,22 +2,23 @@
 import { EventEmitter } from "node:events";
 import fs from "node:fs";
 import type net from "node:net";
-import os from "node:os";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import {
   ConfigError,
-  ExecFailedError,
+  ExecAbortedError,
   GuestConnectionError,
   ExecTimeoutError,
+  GuestCrashedError,
+  GuestSetupError,
   KrunboxError,
+  MaxBufferExceededError,
   SandboxCrashedError,
   SandboxStoppedError,
 } from "../errors.js";
 import {
   checkArgv,
   execOptionsSchema,
-  parseOptions,
   sandboxOptionsSchema,
   type ExecOptions,
   type ParsedExecOptions,
@@ -25,11 +26,40 @@ import {
   type SandboxOptions,
 } from "./options.js";
 import { SandboxProcess, type ProcessExit } from "./process.js";
+import { execPayload, MAX_FRAME, type ExecRequest } from "./protocol.js";
+import { createSocketDir, type SocketDir } from "./socket-dir.js";
 import { holdImage, pullImage } from "../images/cache.js";
 import { resolveNetwork, type NetworkOption } from "../network/policy.js";
 import { connectGuestPort, resolvePorts, type PortSpec, type PublishedPort } from "../network/ports.js";
 import { VirtualMachine } from "../vm/vm.js";
-import { resolveVolumes, Volume, type ResolvedVolumes, type VolumeSpec } from "../volumes/volumes.js";
+import { parseOptions } from "../validate.js";
+import { resolveVolumes, type ResolvedVolumes } from "../volumes/spec.js";
+import { Volume } from "../volumes/volumes.js";
+
+// The environment must leave room for the command in one exec request.
+const MAX_ENV_BYTES = MAX_FRAME - (64 << 10);
+const envList = (env: Record<string, string>) => Object.entries(env).map(([k, v]) => `${k}=${v}`);
+
+function checkRequestSize(request: ExecRequest): void {
+  const bytes = Buffer.byteLength(execPayload(request)) + 1;
+  if (bytes <= MAX_FRAME) return;
+  const field = Buffer.byteLength(JSON.stringify(request.argv)) * 2 > bytes ? "args" : "options.env";
+  throw new ConfigError(
+    field,
+    `${field}: the command's arguments and environment take ${bytes} bytes, more than one exec request carries (${MAX_FRAME}); pass large data through stdin or a volume`,
+  );
+}
+
+// Crash messages may come from the guest (a "Kernel panic" line on its
+// console, its agent's setup error): bounded, quoted and marked as such.
+const GUEST_TEXT_MAX = 240;
+function crashReason(err: KrunboxError): string {
+  if (!(err instanceof GuestCrashedError || err instanceof GuestSetupError)) return err.message;
+  const text = err.message.length > GUEST_TEXT_MAX ? `${err.message.slice(0, GUEST_TEXT_MAX)}…` : err.message;
+  // JSON escapes control characters; these would reorder or hide text.
+  const quoted = JSON.stringify(text).replace(/[\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return `${err.name}, guest output (untrusted): ${quoted}`;
+}
 
 export type SandboxState = "creating" | "running" | "stopping" | "stopped" | "crashed";
 
@@ -59,9 +89,7 @@ export class Sandbox extends EventEmitter {
 
   #vm: VirtualMachine;
   #options: ResolvedSandboxOptions;
-  #socketDir: string;
-  #socketPath: string;
-  #forwardPath: string;
+  #socketDir: SocketDir;
   #crash: KrunboxError | undefined;
 
   #release: () => void;
@@ -74,10 +102,7 @@ export class Sandbox extends EventEmitter {
     // ...and so does its image (removeImage refuses).
     if (options.imageDigest) holds.push(holdImage(options.imageDigest));
     this.#release = () => holds.splice(0).forEach((release) => release());
-    // Short and private: Unix socket paths are limited to 107 bytes.
-    this.#socketDir = fs.mkdtempSync(path.join(os.tmpdir(), "krunbox-sb-"));
-    this.#socketPath = path.join(this.#socketDir, "agent.sock");
-    this.#forwardPath = path.join(this.#socketDir, "forward.sock");
+    this.#socketDir = createSocketDir();
     try {
       this.#vm = VirtualMachine.start({
         // "auto" is qemu, the backend that CI exercises; libkrun on request.
@@ -92,8 +117,8 @@ export class Sandbox extends EventEmitter {
         rootPath: options.root,
         rootReadOnly: true,
         command: [],
-        agentSocketPath: this.#socketPath,
-        forwardSocketPath: this.#forwardPath,
+        agentSocketPath: this.#socketDir.socketPath,
+        forwardSocketPath: this.#socketDir.forwardPath,
         network: options.vmNetwork,
         ports: options.vmPorts,
         shares: volumes.shares,
@@ -117,7 +142,7 @@ export class Sandbox extends EventEmitter {
       (err: KrunboxError) => {
         this.#cleanup();
         if (this.state === "stopping") return this.#setState("stopped");
-        this.#crash = new SandboxCrashedError(`the sandbox crashed: ${err.message}`, { cause: err });
+        this.#crash = new SandboxCrashedError(`the sandbox crashed: ${crashReason(err)}`, { cause: err });
         this.#setState("crashed");
         throw this.#crash;
       },
@@ -142,8 +167,8 @@ export class Sandbox extends EventEmitter {
       resolved.root = dir;
     } else if (image) {
       // An OCI image: its config's Env, WorkingDir and User become defaults.
-      const spec = typeof image === "string" ? { ref: image } : image;
-      const pulled = await pullImage(spec.ref, spec);
+      const { ref, ...pull } = typeof image === "string" ? { ref: image } : image;
+      const pulled = await pullImage(ref, pull);
       resolved.root = pulled.rootfs;
       resolved.imageDigest = pulled.digest;
       const imageEnv = Object.fromEntries(pulled.config.env.map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
@@ -151,7 +176,13 @@ export class Sandbox extends EventEmitter {
       if (options.workdir === undefined && pulled.config.workingDir) resolved.workdir = pulled.config.workingDir;
       resolved.user = pulled.config.user;
     }
-    const sb = new Sandbox(resolved, await resolveVolumes(resolved.volumes as VolumeSpec[]));
+    const envBytes = Buffer.byteLength(JSON.stringify(envList(resolved.env)));
+    if (envBytes > MAX_ENV_BYTES)
+      throw new ConfigError(
+        "env",
+        `env: takes ${envBytes} bytes; at most ${MAX_ENV_BYTES} fit in the guest agent's exec requests beside the command (pass large data through stdin or a volume)`,
+      );
+    const sb = new Sandbox(resolved, await resolveVolumes(resolved.volumes));
     try {
       await sb.#vm.ready;
     } catch {
@@ -170,7 +201,7 @@ export class Sandbox extends EventEmitter {
 
   #cleanup() {
     this.#release();
-    fs.rmSync(this.#socketDir, { recursive: true, force: true });
+    this.#socketDir.remove();
   }
 
   #sandboxGone = (): KrunboxError | undefined =>
@@ -194,18 +225,17 @@ export class Sandbox extends EventEmitter {
   #spawn(command: string, args: string[], o: ParsedExecOptions): SandboxProcess {
     const argv = checkArgv(command, args);
     if (this.state !== "running") throw new SandboxStoppedError(`cannot run ${command}: the sandbox is ${this.state}`);
-    const env = { ...this.#options.env, ...o.env };
+    const request: ExecRequest = {
+      argv,
+      env: envList({ ...this.#options.env, ...o.env }),
+      cwd: o.cwd ?? this.#options.workdir,
+      user: o.user ?? this.#options.user ?? "",
+      timeoutMs: o.timeoutMs ?? 0,
+    };
+    checkRequestSize(request);
     const proc = new SandboxProcess(
-      this.#socketPath,
-      {
-        argv,
-        env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
-        cwd: o.cwd ?? this.#options.workdir,
-        user: o.user ?? this.#options.user ?? "",
-        timeoutMs: o.timeoutMs ?? 0,
-        stdin: o.stdin !== undefined && o.stdin !== "ignore",
-        signal: o.signal,
-      },
+      this.#socketDir.socketPath,
+      { ...request, stdin: o.stdin !== undefined && o.stdin !== "ignore", signal: o.signal },
       this.#sandboxGone,
       this.#whyClosed,
     );
@@ -225,23 +255,28 @@ export class Sandbox extends EventEmitter {
     const proc = this.#spawn(command, args, o);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    let size = 0;
+    const decode = (b: Buffer[]) => (o.encoding === "buffer" ? Buffer.concat(b) : Buffer.concat(b).toString("utf8"));
+    let room = o.maxBufferBytes;
     const collect = (into: Buffer[]) => (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > o.maxBufferBytes) {
-        proc.kill("SIGKILL");
-        return;
-      }
-      into.push(chunk);
+      if (room === 0) return;
+      into.push(chunk.subarray(0, room));
+      if (chunk.length <= room) return void (room -= chunk.length);
+      room = 0;
+      proc.abort(new MaxBufferExceededError(`${command} wrote more than maxBufferBytes (${o.maxBufferBytes}); it was killed`, decode(out), decode(err)));
     };
     proc.stdout.on("data", collect(out));
     proc.stderr.on("data", collect(err));
-    const exit = await proc.exited;
-    const decode = (b: Buffer[]) => (o.encoding === "buffer" ? Buffer.concat(b) : Buffer.concat(b).toString("utf8"));
+    let exit: ProcessExit;
+    try {
+      exit = await proc.exited;
+    } catch (e) {
+      // An exec that ends early keeps what it had printed.
+      if (e instanceof ExecTimeoutError) throw new ExecTimeoutError(e.message, decode(out), decode(err));
+      if (e instanceof ExecAbortedError) throw new ExecAbortedError(e.message, decode(out), decode(err), { cause: e.cause });
+      throw e;
+    }
     if (exit.timedOut)
       throw new ExecTimeoutError(`${command} ran past timeoutMs (${o.timeoutMs} ms); its process group was killed`, decode(out), decode(err));
-    if (size > o.maxBufferBytes)
-      throw new ExecFailedError(`${command} wrote more than maxBufferBytes (${o.maxBufferBytes}); it was killed`);
     return { ...exit, stdout: decode(out), stderr: decode(err) };
   }
 
@@ -255,7 +290,7 @@ export class Sandbox extends EventEmitter {
     if (!Number.isInteger(port) || port < 1 || port > 65535)
       throw new ConfigError("port", `port: ${String(port)} is not a TCP port (1-65535)`);
     if (this.state !== "running") throw new GuestConnectionError(`cannot connect to guest port ${port}: the sandbox is ${this.state}`);
-    return connectGuestPort(this.#forwardPath, port);
+    return connectGuestPort(this.#socketDir.forwardPath, port);
   }
 
   /** Powers the VM off (processes get SIGTERM, then SIGKILL). Idempotent. */

@@ -11,68 +11,15 @@ import {
   PortInUseError,
   VmmFailedError,
 } from "../errors.js";
-import type { ConnectionEvent, ConnectRequest, VmNetwork } from "../network/policy.js";
+import type { ConnectionEvent, ConnectRequest } from "../network/policy.js";
 import type { PublishedPort } from "../network/ports.js";
 import { loadNative, type NativeVm } from "./native.js";
+import { vmOptionsSchema, type VmOptions } from "./options.js";
+import { parseOptions } from "../validate.js";
 import { VM_DEFAULTS } from "./defaults.js";
 import { accelCachePath, defaultImage, qemuPrograms, runtimePaths } from "./runtime.js";
 
-export interface ShareOptions {
-  /** Absolute host folder. */
-  hostPath: string;
-  /** Absolute mount point in the guest (created if missing). */
-  guestPath: string;
-  /** Enforced on the host: the guest cannot write, whatever it does. */
-  readOnly?: boolean;
-}
-
-export interface VsockPortOptions {
-  port: number;
-  socketPath: string;
-  /** true: the host connects to socketPath to reach the guest's listener on
-   * `port`; false: a guest connecting to host port `port` reaches the host
-   * program listening on socketPath. */
-  listen: boolean;
-}
-
-export interface VmOptions {
-  backend?: "qemu" | "libkrun";
-  /** qemu only: "auto" uses KVM when it can boot the guest, else TCG. */
-  accel?: "auto" | "kvm" | "tcg";
-  cpus?: number;
-  memoryMiB?: number;
-  /** Host folder that becomes the guest's /; default: the built-in busybox root. */
-  rootPath?: string;
-  /** Share the root read-only; the guest then gets a copy-on-write root
-   * (overlayfs over a tmpfs) and the host folder is never modified.
-   * Default: true for the built-in root, false otherwise. */
-  rootReadOnly?: boolean;
-  shares?: ShareOptions[];
-  /** Size-limited tmpfs mounts in the guest. */
-  tmpfs?: { guestPath: string; sizeMiB: number }[];
-  vsock?: VsockPortOptions[];
-  /** Program and arguments to run to completion; [] for a VM that serves
-   * execs (on agentSocketPath) until stopped. */
-  command: string[];
-  /** Host Unix socket that reaches the guest agent's exec service. */
-  agentSocketPath?: string;
-  /** Host Unix socket that reaches the guest agent's port forwarder (connections to guest TCP ports). */
-  forwardSocketPath?: string;
-  /** Egress policy, enforced by the runner (lib/network/policy.ts builds it);
-   * without it the VM has no network device. */
-  network?: VmNetwork;
-  /** Host TCP ports whose connections reach guest ports (needs forwardSocketPath). */
-  ports?: { hostIp: string; hostPort: number; guestPort: number }[];
-  env?: Record<string, string>;
-  workdir?: string;
-  /** File that receives the guest's serial console. */
-  consolePath?: string;
-  /** At most this much console output is kept (default 16 MiB); the rest is dropped. */
-  consoleLimitBytes?: number;
-  bootTimeoutMs?: number;
-  /** libkrun only: path of libkrun.so.1 (default: KRUNBOX_LIBKRUN or the system's). */
-  libkrunPath?: string;
-}
+export type { ShareOptions, VmOptions, VsockPortOptions } from "./options.js";
 
 export interface VmExit {
   /** The command's exit code, or null if a signal ended it (or it never ran). */
@@ -243,7 +190,7 @@ export class VirtualMachine extends EventEmitter {
 
   /** Boots a VM; throws ConfigError (naming the field) before anything starts. */
   static start(options: VmOptions): VirtualMachine {
-    return new VirtualMachine(options);
+    return new VirtualMachine(parseOptions(vmOptionsSchema, options, ""));
   }
 
   // libkrun's krun_start_enter exits the runner with the workload's status;

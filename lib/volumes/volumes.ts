@@ -2,18 +2,12 @@
 // under ~/.krunbox/volumes, and size-limited tmpfs mounts.
 import fs from "node:fs";
 import path from "node:path";
+import { z } from "zod";
 import { ConfigError, FsError, PathEscapeError, QuotaNotSupportedError, VolumeExistsError, VolumeInUseError, VolumeNotFoundError } from "../errors.js";
 import { loadNative } from "../vm/native.js";
 import { createDisk, ensureMounted, resizeDisk, unmount } from "./quota.js";
 import { krunboxHome } from "../vm/runtime.js";
-import { VM_DEFAULTS } from "../vm/defaults.js";
-
-export type VolumeSpec =
-  | { type: "bind"; source: string; target: string; readonly?: boolean }
-  | { type: "named"; name: string; target: string; readonly?: boolean }
-  | { type: "tmpfs"; target: string; sizeMiB?: number }
-  /** Docker style: "./src:/src", "/abs:/dst:ro", "name:/data" (no "/" or "." first: a named volume). */
-  | string;
+import { parseOptions } from "../validate.js";
 
 export interface VolumeInfo {
   name: string;
@@ -26,20 +20,23 @@ export interface VolumeInfo {
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+export const VOLUME_NAME_RULE =
+  "volume names are 1-64 characters of letters, digits, '_', '.' and '-', starting with a letter or digit, without \"..\"";
+export const isVolumeName = (name: unknown): name is string => typeof name === "string" && NAME.test(name) && !name.includes("..");
 
 export function checkVolumeName(name: unknown, field: string): string {
-  if (typeof name !== "string" || !NAME.test(name) || name.includes(".."))
-    throw new ConfigError(
-      field,
-      `${field}: volume names are 1-64 characters of letters, digits, '_', '.' and '-', starting with a letter or digit, without ".." (got ${JSON.stringify(name)})`,
-    );
+  if (!isVolumeName(name)) throw new ConfigError(field, `${field}: ${VOLUME_NAME_RULE} (got ${JSON.stringify(name)})`);
   return name;
 }
 
-function checkQuota(quotaMiB: unknown): void {
-  if (!Number.isInteger(quotaMiB) || (quotaMiB as number) < 16 || (quotaMiB as number) > 16 << 20)
-    throw new ConfigError("quotaMiB", `quotaMiB: must be a whole number of MiB from 16 to ${16 << 20} (got ${String(quotaMiB)})`);
-}
+const quotaSchema = z.number().int().min(16).max(16 << 20);
+const createOptionsSchema = z
+  .object({
+    quotaMiB: quotaSchema.optional(),
+    labels: z.record(z.string().min(1, "label names must not be empty"), z.string()).default({}),
+  })
+  .strict();
+const writeFileOptionsSchema = z.object({ mode: z.number().int().min(0).max(0o7777).default(0o644) }).strict();
 
 // volume.json is replaced whole (write aside, then rename): readers never see half of it.
 function writeMeta(dir: string, info: VolumeInfo): void {
@@ -95,10 +92,11 @@ export class VolumeFs {
   }
 
   async writeFile(p: string, data: string | Uint8Array, options: { mode?: number } = {}): Promise<void> {
+    const { mode } = parseOptions(writeFileOptionsSchema, options, "options");
     const rel = inside(p);
     if (!rel) throw new ConfigError("path", "path: names the volume's root folder, not a file");
     await this.ready();
-    fsCall(p, () => loadNative().writeFileBeneath(this.root, rel, Buffer.from(data), options.mode ?? 0o644));
+    fsCall(p, () => loadNative().writeFileBeneath(this.root, rel, Buffer.from(data), mode));
   }
 
   async readdir(p = "/"): Promise<{ name: string; type: "file" | "directory" | "symlink" | "other" }[]> {
@@ -142,7 +140,7 @@ export class Volume {
    * sandboxes use it, shrinking needs it unused; never below what it holds.
    */
   async setQuota(quotaMiB: number): Promise<void> {
-    checkQuota(quotaMiB);
+    parseOptions(quotaSchema, quotaMiB, "quotaMiB");
     if (this.info.quotaMiB === undefined)
       throw new QuotaNotSupportedError(`volume "${this.name}" was created without a quota; recreate it with quotaMiB`);
     const { dir, lock } = layout(this.name);
@@ -162,16 +160,13 @@ export class Volume {
   /** Creates a volume; VolumeExistsError if it exists (two racing creators: one wins). */
   static async create(name: string, options: { quotaMiB?: number; labels?: Record<string, string> } = {}): Promise<Volume> {
     checkVolumeName(name, "name");
-    if (options.quotaMiB !== undefined) checkQuota(options.quotaMiB);
-    const labels = options.labels ?? {};
-    for (const [k, v] of Object.entries(labels))
-      if (typeof v !== "string" || !k) throw new ConfigError(`labels.${k}`, `labels.${k}: labels map non-empty names to strings`);
+    const { quotaMiB, labels } = parseOptions(createOptionsSchema, options, "");
     const { dir } = layout(name);
     fs.mkdirSync(volumesDir(), { recursive: true, mode: 0o700 });
     // Assemble aside, then rename into place: rename of a folder onto an
     // existing one fails, so exactly one of two racing creators wins.
     const tmp = fs.mkdtempSync(path.join(volumesDir(), `.new-${name}-`));
-    const info: VolumeInfo = { name, created: new Date().toISOString(), labels, quotaMiB: options.quotaMiB, path: layout(name).data };
+    const info: VolumeInfo = { name, created: new Date().toISOString(), labels, quotaMiB, path: layout(name).data };
     try {
       fs.mkdirSync(path.join(tmp, "data"), { mode: 0o755 });
       if (info.quotaMiB !== undefined) createDisk(tmp, info.quotaMiB);
@@ -255,70 +250,4 @@ export class Volume {
     if (fd < 0) throw new VolumeInUseError(name); // only while someone is removing it
     return () => loadNative().unlock(fd);
   }
-}
-
-export interface ResolvedVolumes {
-  shares: { hostPath: string; guestPath: string; readOnly: boolean }[];
-  tmpfs: { guestPath: string; sizeMiB: number }[];
-  named: string[];
-}
-
-function parseDockerStyle(spec: string, field: string): Exclude<VolumeSpec, string> {
-  const parts = spec.split(":");
-  if (parts.length < 2 || parts.length > 3 || (parts[2] !== undefined && !["ro", "rw"].includes(parts[2])))
-    throw new ConfigError(field, `${field}: expected "SOURCE:TARGET" or "SOURCE:TARGET:ro" (got ${JSON.stringify(spec)})`);
-  const [source, target, mode] = parts;
-  const readonly = mode === "ro";
-  // As in Docker: a source that is not a path names a volume.
-  if (source.startsWith("/") || source.startsWith(".")) return { type: "bind", source, target, readonly };
-  return { type: "named", name: source, target, readonly };
-}
-
-/**
- * Validates every volume first (ConfigError names the entry), so that bad
- * input creates nothing; then creates missing named volumes.
- */
-export async function resolveVolumes(specs: VolumeSpec[]): Promise<ResolvedVolumes> {
-  const plan: (Exclude<VolumeSpec, string> & { field: string })[] = [];
-  const targets = new Set<string>();
-  specs.forEach((raw, i) => {
-    const field = `volumes[${i}]`;
-    const spec = typeof raw === "string" ? parseDockerStyle(raw, field) : raw;
-    if (!spec || typeof spec !== "object" || !["bind", "named", "tmpfs"].includes(spec.type))
-      throw new ConfigError(`${field}.type`, `${field}.type: must be "bind", "named" or "tmpfs"`);
-    const t = spec.target;
-    if (typeof t !== "string" || !path.posix.isAbsolute(t) || path.posix.normalize(t) !== t || t.endsWith("/") && t !== "/")
-      throw new ConfigError(`${field}.target`, `${field}.target: must be an absolute, normalized guest path (got ${JSON.stringify(t)})`);
-    if (t === "/") throw new ConfigError(`${field}.target`, `${field}.target: cannot be "/" (the root is the image)`);
-    if (targets.has(t)) throw new ConfigError(`${field}.target`, `${field}.target: "${t}" is mounted twice`);
-    targets.add(t);
-    if (spec.type === "bind") {
-      if (typeof spec.source !== "string" || !spec.source)
-        throw new ConfigError(`${field}.source`, `${field}.source: must name a host folder`);
-      const source = path.resolve(spec.source);
-      if (!fs.existsSync(source) || !fs.statSync(source).isDirectory())
-        throw new ConfigError(`${field}.source`, `${field}.source: host folder ${source} does not exist; create it first`);
-      plan.push({ ...spec, source, field });
-    } else if (spec.type === "named") {
-      checkVolumeName(spec.name, `${field}.name`);
-      plan.push({ ...spec, field });
-    } else {
-      const size = spec.sizeMiB ?? VM_DEFAULTS.tmpfsSizeMiB;
-      if (!Number.isInteger(size) || size < 1)
-        throw new ConfigError(`${field}.sizeMiB`, `${field}.sizeMiB: must be a positive whole number of MiB`);
-      plan.push({ ...spec, sizeMiB: size, field });
-    }
-  });
-  const out: ResolvedVolumes = { shares: [], tmpfs: [], named: [] };
-  for (const v of plan) {
-    if (v.type === "tmpfs") out.tmpfs.push({ guestPath: v.target, sizeMiB: v.sizeMiB! });
-    else if (v.type === "bind") out.shares.push({ hostPath: v.source, guestPath: v.target, readOnly: !!v.readonly });
-    else {
-      const vol = await Volume.ensure(v.name);
-      await vol.ready();
-      out.named.push(vol.name);
-      out.shares.push({ hostPath: vol.info.path, guestPath: v.target, readOnly: !!v.readonly });
-    }
-  }
-  return out;
 }

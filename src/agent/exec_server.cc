@@ -119,9 +119,11 @@ void ExecServer::OnFrame(Session& s, uint8_t type, const std::string& payload) {
     s.stdinBuf += payload;
   } else if (type == kStdinEof) {
     s.stdinEof = true;
-  } else if (type == kSignal && s.pid > 0 && payload.size() == 4) {
+  } else if (type == kSignal && payload.size() == 4) {
+    // After the process has ended (its output may still be queued for the
+    // host), a signal has nothing to reach and changes nothing.
     const int sig = static_cast<uint8_t>(payload[0]) | static_cast<uint8_t>(payload[1]) << 8;
-    if (sig > 0 && sig < 65) kill(-s.pid, sig);
+    if (s.pid > 0 && sig > 0 && sig < 65) kill(-s.pid, sig);
   } else if (type != kStdin) {
     // A frame out of order: the host is confused or hostile; end the exec.
     s.hostGone = true;

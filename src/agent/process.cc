@@ -1,6 +1,7 @@
 #include "agent/process.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -9,21 +10,39 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "agent/setup.h"
 
 namespace agent {
 
+namespace {
+
+// A numeric uid or gid: 0 to 2^32-2 ((uid_t)-1 means "leave unchanged" to
+// setuid() and friends). Anything longer or larger is refused, never
+// truncated: 4294967296 must not become 0, root.
+std::optional<uint32_t> ParseId(const std::string& s) {
+  if (s.empty() || s.size() > 10 || s.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  const unsigned long long v = std::stoull(s);
+  if (v > 0xfffffffeULL) return std::nullopt;
+  return static_cast<uint32_t>(v);
+}
+
+bool AllDigits(const std::string& s) { return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos; }
+
+}  // namespace
+
 void ResolveUser(const std::string& user, ExecSpec& spec) {
   if (user.empty()) return;
   const size_t colon = user.find(':');
   const std::string name = user.substr(0, colon);
-  auto numeric = [](const std::string& s) { return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos; };
+  const std::string range = " is not a valid id (0 to 4294967294)";
   bool found = false;
-  if (numeric(name)) {
-    spec.uid = static_cast<uid_t>(std::stoul(name));
-    spec.gid = spec.uid;
+  if (AllDigits(name)) {
+    const std::optional<uint32_t> uid = ParseId(name);
+    if (!uid) throw SetupError("uid " + name + range);
+    spec.uid = spec.gid = *uid;
     found = true;
   }
   std::ifstream passwd(std::string(kNewRoot) + "/etc/passwd");
@@ -33,10 +52,12 @@ void ResolveUser(const std::string& user, ExecSpec& spec) {
     std::stringstream ss(line);
     std::string field;
     while (std::getline(ss, field, ':')) f.push_back(field);
-    if (f.size() < 6 || !numeric(f[2]) || !numeric(f[3])) continue;
-    if (f[0] == name || (numeric(name) && f[2] == name)) {
-      spec.uid = static_cast<uid_t>(std::stoul(f[2]));
-      spec.gid = static_cast<gid_t>(std::stoul(f[3]));
+    if (f.size() < 6) continue;
+    const std::optional<uint32_t> uid = ParseId(f[2]), gid = ParseId(f[3]);
+    if (!uid || !gid) continue;  // the image's own entry is no better than a user's
+    if (f[0] == name || (found && *uid == spec.uid)) {
+      spec.uid = *uid;
+      spec.gid = *gid;
       found = true;
       break;
     }
@@ -44,19 +65,33 @@ void ResolveUser(const std::string& user, ExecSpec& spec) {
   if (!found) throw SetupError("user \"" + name + "\" is not in the image's /etc/passwd; use a name from it or a numeric uid");
   if (colon != std::string::npos) {
     const std::string g = user.substr(colon + 1);
-    if (!numeric(g)) throw SetupError("group in \"" + user + "\" must be a numeric gid");
-    spec.gid = static_cast<gid_t>(std::stoul(g));
+    const std::optional<uint32_t> gid = ParseId(g);
+    if (!gid) throw SetupError("group in \"" + user + "\" must be a numeric gid from 0 to 4294967294");
+    spec.gid = *gid;
   }
 }
 
 pid_t Launch(const ExecSpec& spec, int in, int out, int err) {
   std::vector<std::string> args = spec.argv, env = spec.env;
+  // Until the child has called setsid(), a kill of its process group (a
+  // timeout of 1 ms, a SIGNAL frame) would miss it: it closes its end of
+  // this pipe once it has its group, and only then do we return.
+  int grouped[2];
+  if (pipe2(grouped, O_CLOEXEC) != 0) return -1;
   const pid_t pid = fork();
-  if (pid != 0) return pid;  // parent (or -1)
+  if (pid != 0) {  // parent (or -1)
+    close(grouped[1]);
+    char c;
+    while (pid > 0 && read(grouped[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    close(grouped[0]);
+    return pid;
+  }
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
   setsid();
+  close(grouped[1]);
   dup2(in, 0);
   dup2(out, 1);
   dup2(err, 2);

@@ -17,12 +17,15 @@ struct ExecSpec {
 };
 
 // Resolves "name", "uid" or "uid:gid" against the workload root's
-// /etc/passwd; throws SetupError naming what is wrong.
+// /etc/passwd; throws SetupError naming what is wrong (ids above
+// 4294967294 are refused, never truncated).
 void ResolveUser(const std::string& user, ExecSpec& spec);
 
 // fork + exec in a new session (its own process group), chrooted into the
 // workload root, with stdin/stdout/stderr on the given descriptors. The
 // child reports exec failures on stderr and exits 127 (not found) or 126.
+// Returns once the child leads its own process group, so that killing the
+// group can never miss it.
 pid_t Launch(const ExecSpec& spec, int in, int out, int err);
 
 }  // namespace agent

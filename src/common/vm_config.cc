@@ -12,7 +12,9 @@ namespace {
 
 using nlohmann::json;
 
-// Bounded reads of one JSON object, each naming the field on error.
+// Bounded reads of one JSON object, each naming the field on error. Every
+// key must be read: RejectUnknown() refuses the rest, so a misspelt option
+// (say "readonly" for "readOnly") is an error, never silently dropped.
 class Reader {
  public:
   Reader(const json& j, std::string prefix) : j_(j), prefix_(std::move(prefix)) {
@@ -20,7 +22,15 @@ class Reader {
   }
 
   std::string Field(const char* key) const { return prefix_.empty() ? key : prefix_ + "." + key; }
-  bool Has(const char* key) const { return j_.contains(key) && !j_.at(key).is_null(); }
+  bool Has(const char* key) const {
+    known_.insert(key);
+    return j_.contains(key) && !j_.at(key).is_null();
+  }
+
+  void RejectUnknown() const {
+    for (const auto& item : j_.items())
+      if (!known_.count(item.key())) throw ConfigError(Field(item.key().c_str()), "unknown option");
+  }
 
   std::string String(const char* key, const std::string& dflt) const {
     if (!Has(key)) return dflt;
@@ -89,6 +99,7 @@ class Reader {
 
   const json& j_;
   std::string prefix_;
+  mutable std::set<std::string> known_;
 };
 
 bool IsAbsoluteNormal(const std::string& p) {
@@ -153,6 +164,7 @@ NetRule ParseNetRule(const json& j, const std::string& field) {
   } else {
     throw ConfigError(r.Field("kind"), "must be \"any\", \"name\", \"suffix\" or \"cidr\"");
   }
+  r.RejectUnknown();
   return rule;
 }
 
@@ -181,6 +193,7 @@ NetworkConfig ParseNetwork(const Reader& top) {
       n.hosts[lower].push_back(*ip);
     }
   }
+  r.RejectUnknown();
   return n;
 }
 
@@ -197,6 +210,7 @@ std::vector<PortForward> ParsePorts(const Reader& top) {
     f.guestPort = static_cast<uint16_t>(p.Uint("guestPort", 1, 65535));
     if (f.hostPort && !used.insert({f.hostIp, f.hostPort}).second)
       throw ConfigError(p.Field("hostPort"), "host port " + std::to_string(f.hostPort) + " is published twice");
+    p.RejectUnknown();
     out.push_back(f);
   }
   return out;
@@ -240,6 +254,7 @@ VmConfig VmConfigFromJson(const json& j) {
     if (!guestPaths.insert(sh.guestPath).second)
       throw ConfigError(s.Field("guestPath"), "\"" + sh.guestPath + "\" is used by two shares");
     sh.readOnly = s.Bool("readOnly", false);
+    s.RejectUnknown();
     c.shares.push_back(sh);
   }
 
@@ -253,6 +268,7 @@ VmConfig VmConfigFromJson(const json& j) {
     if (!guestPaths.insert(m.guestPath).second)
       throw ConfigError(t.Field("guestPath"), "\"" + m.guestPath + "\" is used by two mounts");
     m.sizeMiB = t.Uint("sizeMiB", 1, 1024 * 1024);
+    t.RejectUnknown();
     c.tmpfs.push_back(m);
   }
 
@@ -271,6 +287,7 @@ VmConfig VmConfigFromJson(const json& j) {
     if (p.socketPath.size() >= 100)
       throw ConfigError(v.Field("socketPath"), "is too long for a Unix socket (keep it under 100 bytes)");
     p.listen = v.Bool("listen", false);
+    v.RejectUnknown();
     c.vsock.push_back(p);
   }
 
@@ -312,6 +329,7 @@ VmConfig VmConfigFromJson(const json& j) {
     RequireFile("virtiofsdPath", c.virtiofsdPath, "install virtiofsd: apt-get install qemu-system-common (Debian 12)");
     RequireFile("vsockDaemonPath", c.vsockDaemonPath, "run `npm run setup` to fetch vhost-device-vsock");
   }
+  r.RejectUnknown();
   return c;
 }
 

@@ -30,10 +30,21 @@ ConsoleSink::~ConsoleSink() {
   unlink((base_ + ".out").c_str());
 }
 
-void ConsoleSink::AddPollFds(std::vector<pollfd>& fds) const { fds.push_back({out_.get(), POLLIN, 0}); }
+namespace {
+constexpr int kCappedDrainMs = 100;
+// Room for what QEMU writes between two drains (the default is 64 KiB).
+constexpr int kCappedPipeBytes = 1 << 20;
+}  // namespace
+
+void ConsoleSink::AddPollFds(std::vector<pollfd>& fds) const {
+  if (!truncated_) fds.push_back({out_.get(), POLLIN, 0});
+}
 
 void ConsoleSink::Handle(const std::vector<pollfd>& fds) {
-  if (PollEvents(fds, out_.get())) Copy();
+  const bool due = truncated_ ? NowMs() >= nextDrain_ : PollEvents(fds, out_.get()) != 0;
+  if (!due) return;
+  Copy();
+  if (truncated_) nextDrain_ = NowMs() + kCappedDrainMs;
 }
 
 void ConsoleSink::Drain() { Copy(); }
@@ -48,6 +59,7 @@ void ConsoleSink::Copy() {
     if (keep < static_cast<size_t>(n) && !truncated_) {
       truncated_ = true;
       WriteAll(file_.get(), "\n[krunbox: console output past " + std::to_string(limit_) + " bytes dropped]\n");
+      fcntl(out_.get(), F_SETPIPE_SZ, kCappedPipeBytes);  // best effort: a smaller pipe only slows the guest
     }
   }
 }

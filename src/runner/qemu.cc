@@ -153,8 +153,9 @@ Attempt QemuBackend::Boot(RunContext& ctx, Accel accel, uint32_t readyTimeoutMs)
     control.AddPollFds(fds);
     bridge.AddPollFds(fds);
     console.AddPollFds(fds);
-    int64_t next = at.ready ? -1 : readyDeadline;
-    if (stopDeadline >= 0) next = next < 0 ? stopDeadline : std::min(next, stopDeadline);
+    int64_t next = -1;
+    for (int64_t deadline : {at.ready ? -1 : readyDeadline, stopDeadline, console.NextDrainAt()})
+      if (deadline >= 0) next = next < 0 ? deadline : std::min(next, deadline);
     const int timeout = next < 0 ? -1 : static_cast<int>(std::max<int64_t>(0, next - NowMs()));
     if (poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR) ThrowErrno("INTERNAL", "poll");
 

@@ -4,13 +4,23 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 namespace krunbox {
+
+namespace {
+// Per helper process: enough for a guest that works through a quarter of a
+// million files, far below what a host's file table holds.
+constexpr rlim_t kHelperMaxFds = 1 << 18;
+}  // namespace
 
 void ThrowErrno(const std::string& code, const std::string& what) {
   throw RunnerError(code, what + ": " + strerror(errno));
@@ -33,6 +43,12 @@ pid_t SpawnHelper(const std::vector<std::string>& argv, const std::string& logPa
   for (const std::string& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);
   const pid_t parent = getpid();
+  // The guest decides how many files a helper keeps open (virtiofsd holds
+  // one per inode the guest has looked up): at most what the host program
+  // itself may hold, and at most kHelperMaxFds.
+  rlimit files{};
+  getrlimit(RLIMIT_NOFILE, &files);
+  files.rlim_cur = files.rlim_max = std::min<rlim_t>(files.rlim_max, kHelperMaxFds);
   // The child only calls async-signal-safe functions before exec, so fork()
   // is safe while the network thread runs.
   const pid_t pid = fork();
@@ -44,6 +60,11 @@ pid_t SpawnHelper(const std::vector<std::string>& argv, const std::string& logPa
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
     signal(SIGPIPE, SIG_DFL);
+    // Without CAP_SYS_RESOURCE the helper cannot raise that limit again (the
+    // C virtiofsd, as root, would raise itself to 1,000,000). Dropping it
+    // fails only where we never had it.
+    if (setrlimit(RLIMIT_NOFILE, &files) != 0) _exit(127);
+    prctl(PR_CAPBSET_DROP, CAP_SYS_RESOURCE, 0, 0, 0);
     int in = open("/dev/null", O_RDONLY);
     int log = open(logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
     if (in < 0 || log < 0) _exit(127);

@@ -137,3 +137,20 @@ TEST_CASE("bad network and port entries name their field") {
   reserved["vsock"] = {{{"port", kForwardPort}, {"socketPath", "/tmp/x.sock"}}};
   CHECK(FieldOf(reserved) == "vsock[0].port");
 }
+
+TEST_CASE("an unknown or misspelt key is an error naming it, at every level") {
+  json j = Base();
+  j["memoryMib"] = 512;
+  CHECK(FieldOf(j) == "memoryMib");
+  j = Base();
+  j["shares"] = {{{"hostPath", "/tmp"}, {"guestPath", "/data"}, {"readonly", true}}};
+  CHECK(FieldOf(j) == "shares[0].readonly");
+  j = Base();
+  j["tmpfs"] = {{{"guestPath", "/scratch"}, {"sizeMiB", 16}, {"size", 1}}};
+  CHECK(FieldOf(j) == "tmpfs[0].size");
+  j = Base();
+  j["vsock"] = {{{"port", 5000}, {"socketPath", "/tmp/x.sock"}, {"listen", true}, {"Listen", false}}};
+  CHECK(FieldOf(j) == "vsock[0].Listen");
+  // Every key the library sends is known: the round trip of a full config parses.
+  CHECK(FieldOf(VmConfigToJson(VmConfigFromJson(Base()))) == "");
+}

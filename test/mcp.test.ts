@@ -1,0 +1,278 @@
+// `krunbox mcp` through the SDK's real Client over stdio, against
+// bin/krunbox.js: real sandboxes, real guard rails, real process deaths.
+import { spawn, spawnSync } from "node:child_process";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { packageRoot } from "../lib/vm/runtime.js";
+import { VM_DEFAULTS } from "../lib/vm/defaults.js";
+import { tempDir, vmProcesses, waitFor } from "./helpers.js";
+import { buildLayout, push, startRegistry } from "./fixtures/registry.mjs";
+
+const cli = path.join(packageRoot, "bin/krunbox.js");
+
+type Result = {
+  isError?: boolean;
+  content: { type: string; text: string }[];
+  structuredContent?: Record<string, any>;
+};
+
+const servers: { client: Client; transport: StdioClientTransport }[] = [];
+// Servers killed by SIGKILL cannot remove their sandboxes' socket folders
+// from TMPDIR: keep those inside this run's folder, which is removed.
+const serverTmp = fs.mkdtempSync(path.join(process.env.KRUNBOX_TEST_BASE!, "tmp-"));
+const env = { ...process.env, TMPDIR: serverTmp } as Record<string, string>;
+
+/** Starts `krunbox mcp FLAGS` and connects a Client to it. */
+async function connect(...flags: string[]) {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [cli, "mcp", ...flags],
+    env,
+    stderr: "inherit",
+  });
+  const client = new Client({ name: "krunbox-test", version: "1" });
+  await client.connect(transport);
+  servers.push({ client, transport });
+  const call = async (name: string, args: Record<string, unknown> = {}) =>
+    (await client.callTool({ name, arguments: args }, undefined, { timeout: 170_000 })) as Result;
+  return { client, transport, call };
+}
+
+/** The structured result of a call that must succeed. */
+function ok(r: Result): Record<string, any> {
+  expect(r.isError, r.content[0]?.text).toBeFalsy();
+  expect(JSON.parse(r.content[0].text)).toEqual(r.structuredContent);
+  return r.structuredContent!;
+}
+
+/** The message of a call that must fail as a tool error. */
+function refused(r: Result): string {
+  expect(r.isError, JSON.stringify(r)).toBe(true);
+  return r.content[0].text;
+}
+
+function alive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+afterEach(async () => {
+  // Closing the client ends the server's stdin: its sandboxes must stop.
+  await Promise.all(servers.splice(0).map(({ client }) => client.close()));
+  await waitFor("no VM processes", () => vmProcesses().length === 0, 20_000);
+});
+
+it("lists its tools with schemas derived from the API's", async () => {
+  const { client, call } = await connect();
+  const { tools } = await client.listTools();
+  expect(tools.map((t) => t.name).sort()).toEqual(["sandbox_create", "sandbox_exec", "sandbox_list", "sandbox_run_code", "sandbox_stop"]);
+  const byName = Object.fromEntries(tools.map((t) => [t.name, t]));
+  const create = byName.sandbox_create.inputSchema as any;
+  expect(Object.keys(create.properties).sort()).toEqual(["cpus", "env", "image", "memoryMiB", "volumes"]);
+  expect(create.properties.memoryMiB).toMatchObject({ type: "integer", minimum: 64, default: VM_DEFAULTS.memoryMiB });
+  expect(create.properties.volumes.items.anyOf).toHaveLength(4);
+  expect(create.additionalProperties).toBe(false);
+  // Self-contained: many clients and models do not follow $ref.
+  expect(JSON.stringify(tools)).not.toContain("$ref");
+  expect(byName.sandbox_exec.inputSchema.required).toEqual(expect.arrayContaining(["id", "command"]));
+  expect((byName.sandbox_run_code.inputSchema as any).properties.language.enum).toEqual(["python", "node", "sh"]);
+  expect((byName.sandbox_exec.outputSchema as any).properties.exitCode).toBeDefined();
+  expect(client.getInstructions()).toMatch(/at most 4 sandbox\(es\) and 4096 MiB/);
+  // Only what the model may choose: no backend, no host folder as the root.
+  expect(refused(await call("sandbox_create", { backend: "libkrun" }))).toMatch(/backend/);
+  expect(refused(await call("sandbox_create", { image: { dir: "/" } }))).toMatch(/image/);
+  expect(refused(await call("sandbox_exec", { id: "sb-nope", command: "true" }))).toMatch(/no sandbox "sb-nope"/);
+});
+
+it("refuses bad flags, naming them, before serving", () => {
+  for (const [flags, message] of [
+    [["--max-sandboxes", "0"], /--max-sandboxes 0: .*greater than or equal to 1/],
+    [["--max-memory", "lots"], /--max-memory lots: /],
+    [["--allow-bind", "/no/such/folder:ro"], /--allow-bind \/no\/such\/folder:ro: \/no\/such\/folder is not an existing folder/],
+    [["--python-image", "Not An Image"], /--python-image: "Not An Image" is not an image reference/],
+  ] as const) {
+    const r = spawnSync(process.execPath, [cli, "mcp", ...flags], { encoding: "utf8", input: "", timeout: 30_000 });
+    expect(r.status, r.stderr).toBe(125);
+    expect(r.stderr).toMatch(message);
+    expect(r.stdout).toBe("");
+  }
+});
+
+it("creates a sandbox, runs commands in it with bounded output, and stops it", async () => {
+  const { call } = await connect("--max-output", "4096");
+  const { id } = ok(await call("sandbox_create", { env: { A: "1" } }));
+  expect(id).toMatch(/^sb-[0-9a-f]{8}$/);
+  expect(ok(await call("sandbox_list")).sandboxes).toEqual([expect.objectContaining({ id, image: "default", memoryMiB: 512, activeCalls: 0 })]);
+
+  const r = ok(await call("sandbox_exec", { id, command: "sh", args: ["-c", "echo $A $B; cat; pwd; echo err >&2; exit 3"], stdin: "in\n", cwd: "/tmp", env: { B: "2" } }));
+  expect(r).toEqual({ exitCode: 3, signal: null, timedOut: false, stdout: "1 2\nin\n/tmp\n", stderr: "err\n" });
+
+  const long = ok(await call("sandbox_exec", { id, command: "seq", args: ["1", "20000"] }));
+  expect(long.stdout).toMatch(/^1\n2\n3\n[\s\S]*\n\[\.\.\. \d+ bytes left out \.\.\.\]\n[\s\S]*19999\n20000\n$/);
+  expect(long.stdout.length).toBeLessThan(4096 + 100);
+  expect(long.note).toMatch(/stdout was 108894 bytes: \d+ in the middle were left out .*--max-output/);
+
+  const slow = ok(await call("sandbox_exec", { id, command: "sleep", args: ["30"], timeoutMs: 1000 }));
+  expect(slow).toMatchObject({ timedOut: true, exitCode: null });
+  expect(slow.note).toMatch(/timeoutMs \(1000 ms\)/);
+
+  expect(ok(await call("sandbox_stop", { id }))).toEqual({ stopped: id });
+  expect(ok(await call("sandbox_list")).sandboxes).toEqual([]);
+  expect(refused(await call("sandbox_exec", { id, command: "true" }))).toMatch(/has ended: sandbox_stop stopped it/);
+  expect(vmProcesses()).toEqual([]);
+});
+
+it("runs sh code in a throwaway sandbox on the default image, or in a given one", async () => {
+  const { call } = await connect();
+  expect(ok(await call("sandbox_run_code", { language: "sh", code: "echo $((6 * 7)); exit 5" }))).toMatchObject({
+    exitCode: 5,
+    stdout: "42\n",
+  });
+  expect(ok(await call("sandbox_list")).sandboxes).toEqual([]);
+  await waitFor("the throwaway sandbox's VM to end", () => vmProcesses().length === 0, 20_000);
+
+  const { id } = ok(await call("sandbox_create"));
+  ok(await call("sandbox_exec", { id, command: "sh", args: ["-c", "echo kept > /tmp/state"] }));
+  expect(ok(await call("sandbox_run_code", { id, language: "sh", code: "cat /tmp/state" })).stdout).toBe("kept\n");
+  expect(refused(await call("sandbox_run_code", { language: "ruby", code: "1" }))).toMatch(/language/);
+});
+
+describe("python", () => {
+  let registry: Awaited<ReturnType<typeof startRegistry>>;
+  const mark = crypto.randomUUID();
+  beforeAll(async () => {
+    registry = await startRegistry();
+    // setup.sh debootstraps this root (minbase + python3-minimal).
+    const root = path.join(packageRoot, "deps/debian/python-root");
+    // A config of its own, so the image is never in the cache already (its layer may be).
+    const { layout } = buildLayout([{ dir: root }], { Env: ["PATH=/usr/local/bin:/usr/bin:/bin", `MARK=${mark}`] }, ["amd64"], "zstd");
+    await push(layout, `${registry.host}/debian/python:3`);
+  }, 240_000);
+  afterAll(() => registry?.stop());
+
+  it("runs python code in a throwaway sandbox on the image --python-image names", async () => {
+    const { client } = await connect("--python-image", `${registry.host}/debian/python:3`);
+    const progress: number[] = [];
+    const r = (await client.callTool(
+      { name: "sandbox_run_code", arguments: { language: "python", code: "import os, sys\nprint(6 * 7, os.environ['MARK'])\nsys.exit(2)" } },
+      undefined,
+      { timeout: 170_000, onprogress: (p) => progress.push(p.progress) },
+    )) as Result;
+    expect(ok(r)).toMatchObject({ exitCode: 2, stdout: `42 ${mark}\n`, stderr: "" });
+    // The pull reported its bytes as it went.
+    expect(progress.length).toBeGreaterThan(1);
+    expect(progress.every((p, i) => i === 0 || p > progress[i - 1])).toBe(true);
+  }, 300_000);
+});
+
+it("binds host folders only inside --allow-bind, after resolving symlinks", async () => {
+  const allowed = tempDir();
+  const outside = tempDir();
+  fs.mkdirSync(path.join(allowed, "sub"));
+  fs.writeFileSync(path.join(allowed, "sub/f"), "inside\n");
+  fs.writeFileSync(path.join(outside, "secret"), "secret\n");
+  fs.symlinkSync(outside, path.join(allowed, "link"));
+  const readOnly = tempDir();
+  fs.writeFileSync(path.join(readOnly, "g"), "read-only\n");
+  const { call, client } = await connect("--allow-bind", allowed, "--allow-bind", `${readOnly}:ro`);
+  expect(client.getInstructions()).toContain(`only inside ${fs.realpathSync(allowed)}, ${fs.realpathSync(readOnly)} (read-only)`);
+
+  const escapes = [
+    [`${outside}:/x`],
+    [{ type: "bind", source: path.join(allowed, "link"), target: "/x" }],
+    [`${allowed}/link:/x:ro`],
+    [{ type: "bind", source: `${allowed}/../${path.basename(outside)}`, target: "/x" }],
+    ["named-ok:/n", `${outside}:/x`],
+  ];
+  for (const volumes of escapes) {
+    const why = refused(await call("sandbox_create", { volumes }));
+    expect(why).toContain("--allow-bind");
+    expect(why).toContain(fs.realpathSync(allowed));
+  }
+  expect(refused(await call("sandbox_create", { volumes: [`${allowed}/link:/x`] }))).toContain(`leads to ${fs.realpathSync(outside)}`);
+  expect(refused(await call("sandbox_create", { volumes: [`${readOnly}:/ro`] }))).toMatch(/read-write, .* only read-only \(--allow-bind DIR:ro/);
+  expect(vmProcesses()).toEqual([]);
+
+  const { id } = ok(
+    await call("sandbox_create", {
+      volumes: [`${allowed}/sub:/data`, { type: "bind", source: readOnly, target: "/ro", readOnly: true }, { type: "tmpfs", target: "/scratch" }],
+    }),
+  );
+  const r = ok(await call("sandbox_exec", { id, command: "sh", args: ["-c", "cat /data/f /ro/g; echo new > /data/new; echo x > /ro/x"] }));
+  expect(r).toMatchObject({ exitCode: 1, stdout: "inside\nread-only\n", stderr: expect.stringMatching(/Read-only file system/) });
+  expect(fs.readFileSync(path.join(allowed, "sub/new"), "utf8")).toBe("new\n");
+  expect(fs.existsSync(path.join(readOnly, "x"))).toBe(false);
+
+  // Without --allow-bind no host folder at all.
+  const bare = await connect();
+  expect(refused(await bare.call("sandbox_create", { volumes: [`${allowed}/sub:/data`] }))).toMatch(/may share no host folders \(no --allow-bind/);
+});
+
+it("enforces --max-sandboxes and --max-memory, counting sandboxes still booting", async () => {
+  const { call } = await connect("--max-sandboxes", "2", "--max-memory", "768");
+  expect(refused(await call("sandbox_create", { memoryMiB: 1024 }))).toMatch(/past the 768 MiB .*--max-memory, set by whoever started `krunbox mcp`/);
+  const a = ok(await call("sandbox_create")).id; // 512 MiB
+  expect(refused(await call("sandbox_create"))).toMatch(/1024 MiB, past the 768 MiB/);
+  ok(await call("sandbox_create", { memoryMiB: 256 }));
+  expect(refused(await call("sandbox_create", { memoryMiB: 64 }))).toMatch(/at most 2 sandbox\(es\) at once \(--max-sandboxes/);
+  expect(refused(await call("sandbox_run_code", { language: "sh", code: "true" }))).toMatch(/--max-sandboxes/);
+  expect(ok(await call("sandbox_list")).sandboxes).toHaveLength(2);
+  ok(await call("sandbox_stop", { id: a }));
+
+  // One slot left, two creations at once: exactly one gets it.
+  const both = await Promise.all([call("sandbox_create", { memoryMiB: 128 }), call("sandbox_create", { memoryMiB: 128 })]);
+  expect(both.filter((r) => !r.isError)).toHaveLength(1);
+  expect(refused(both.find((r) => r.isError)!)).toMatch(/--max-sandboxes/);
+  expect(ok(await call("sandbox_list")).sandboxes).toHaveLength(2);
+});
+
+it("stops a sandbox that no tool call used for --idle-timeout, never one in use", async () => {
+  const { call } = await connect("--idle-timeout", "2");
+  const { id } = ok(await call("sandbox_create"));
+  // A call longer than the idle timeout keeps it alive.
+  expect(ok(await call("sandbox_exec", { id, command: "sleep", args: ["4"] })).exitCode).toBe(0);
+  expect(ok(await call("sandbox_exec", { id, command: "true" })).exitCode).toBe(0);
+  await waitFor("the idle sandbox to stop", () => vmProcesses().length === 0, 20_000);
+  expect(ok(await call("sandbox_list")).sandboxes).toEqual([]);
+  expect(refused(await call("sandbox_exec", { id, command: "true" }))).toMatch(/no tool call used it for 2 s.*--idle-timeout 2/);
+});
+
+it("stops every sandbox when the client is killed", async () => {
+  // A client in its own process: it dies by SIGKILL, so only the server's stdin says so.
+  const source = `
+    import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+    import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+    const transport = new StdioClientTransport({ command: process.execPath, args: [${JSON.stringify(cli)}, "mcp"], env: process.env, stderr: "inherit" });
+    const client = new Client({ name: "doomed", version: "1" });
+    await client.connect(transport);
+    for (let i = 0; i < 2; i++) await client.callTool({ name: "sandbox_create", arguments: {} });
+    console.log(transport.pid);
+    setInterval(() => {}, 1000);`;
+  const clientProc = spawn(process.execPath, ["--input-type=module", "-e", source], { cwd: packageRoot, env, stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  clientProc.stdout.on("data", (d) => (out += d));
+  const serverPid = Number(await waitFor("the client's sandboxes", () => /^\d+\n/.test(out) && out.trim(), 120_000));
+  expect(vmProcesses().filter((p) => p.comm.startsWith("qemu"))).toHaveLength(2);
+  clientProc.kill("SIGKILL");
+  await waitFor("the server to stop its sandboxes", () => vmProcesses().length === 0, 20_000);
+  await waitFor("the server to exit", () => !alive(serverPid), 10_000);
+});
+
+it("leaves no VM behind when the server is killed, by SIGTERM or SIGKILL", async () => {
+  for (const signal of ["SIGTERM", "SIGKILL"] as const) {
+    const { call, transport } = await connect();
+    ok(await call("sandbox_create"));
+    const pid = transport.pid!;
+    expect(vmProcesses().length).toBeGreaterThan(0);
+    process.kill(pid, signal);
+    await waitFor(`no VM after ${signal}`, () => vmProcesses().length === 0, 20_000);
+    await waitFor("the server to exit", () => !alive(pid), 10_000);
+  }
+});
