@@ -12,7 +12,8 @@
         "src/addon/beneath_ops.cc",
         "src/common/vm_config.cc",
         "src/common/guest_config.cc",
-        "src/common/posix.cc"
+        "src/common/posix.cc",
+        "src/common/ip_address.cc"
       ],
       "include_dirs": [
         "src",

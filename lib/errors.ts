@@ -262,6 +262,20 @@ export class ImageInUseError extends KrunboxError {
   }
 }
 
+/** A published host port is taken (by another program or sandbox); nothing was started. */
+export class PortInUseError extends KrunboxError {
+  constructor(message: string) {
+    super("ERR_KRUNBOX_PORT_IN_USE", message);
+  }
+}
+
+/** Sandbox.connect() found nothing listening on the guest port (or the sandbox is not running). */
+export class GuestConnectionError extends KrunboxError {
+  constructor(message: string) {
+    super("ERR_KRUNBOX_GUEST_CONNECTION", message);
+  }
+}
+
 /**
  * A request goes past a limit that whoever runs krunbox set (a `krunbox
  * mcp` flag, say); `limit` names the setting.

@@ -9,6 +9,8 @@ export type { VolumeSpec } from "./volumes/spec.js";
 export { FileSystem } from "./fs/base.js";
 export { SandboxFs } from "./fs/sandbox-fs.js";
 export { Stats, Dirent, type WatchEvent, type WatchOptions, type ReadFileOptions, type WriteFileOptions, type CopyOutOptions } from "./fs/types.js";
+export type { NetworkOption, NetworkPolicy, ConnectRequest, ConnectionEvent } from "./network/policy.js";
+export type { PortSpec, PublishedPort } from "./network/ports.js";
 export { pullImage, listImages, removeImage, pruneImages, type PulledImage, type PullOptions, type PullProgress, type ImageConfig } from "./images/cache.js";
 // Every error a caller can catch, each with one stable `code`.
 export * from "./errors.js";

@@ -4,7 +4,8 @@
 //     krunbox-runner   one process per VM
 //     vmlinuz          Debian's cloud kernel
 //     initramfs.cpio   /init = krunbox-agent, plus the virtio-mmio,
-//                      virtio-fs, vsock and overlay modules and their order
+//                      virtio-fs, vsock and overlay modules and their order,
+//                      and virtio-net's (loaded only when the VM has a network)
 //     krunbox-agent, busybox, busybox.applets
 //                      what the default image is made of (lib/runtime.ts
 //                      assembles it under ~/.krunbox/images on first use)
@@ -24,6 +25,8 @@ const built = path.join(root, "build/Release");
 const busybox = "/bin/busybox";
 // What the agent needs before it can reach the host and its files.
 const wantedModules = ["virtio_mmio", "virtiofs", "vmw_vsock_virtio_transport", "overlay"];
+// ...and what a VM with a network needs on top.
+const networkModules = ["virtio_net"];
 
 function fail(message) {
   console.error(`krunbox build-runtime: error: ${message}`);
@@ -56,17 +59,25 @@ for (const line of fs.readFileSync(path.join(moduleDir, "modules.dep"), "utf8").
   if (mod) deps.set(mod, rest.trim() ? rest.trim().split(/\s+/) : []);
 }
 const byName = new Map([...deps.keys()].map((m) => [path.basename(m, ".ko").replace(/-/g, "_"), m]));
-const order = [];
-const visit = (mod) => {
-  if (order.includes(mod)) return;
-  for (const dep of deps.get(mod) ?? []) visit(dep);
-  order.push(mod);
+// Each list in dependency order; a module already in an earlier list is skipped.
+const loaded = new Set();
+const moduleOrder = (names) => {
+  const order = [];
+  const visit = (mod) => {
+    if (loaded.has(mod)) return;
+    loaded.add(mod);
+    for (const dep of deps.get(mod) ?? []) visit(dep);
+    order.push(mod);
+  };
+  for (const name of names) {
+    const mod = byName.get(name);
+    if (!mod) fail(`kernel ${release} has no module ${name}`);
+    visit(mod);
+  }
+  return order;
 };
-for (const name of wantedModules) {
-  const mod = byName.get(name);
-  if (!mod) fail(`kernel ${release} has no module ${name}`);
-  visit(mod);
-}
+const order = moduleOrder(wantedModules);
+const netOrder = moduleOrder(networkModules);
 
 const tmp = `${out}.tmp-${process.pid}`;
 fs.rmSync(tmp, { recursive: true, force: true });
@@ -81,8 +92,10 @@ const stage = path.join(tmp, "initramfs.d");
 for (const d of ["dev", "proc", "sys", "run", "lib/modules"]) fs.mkdirSync(path.join(stage, d), { recursive: true });
 fs.copyFileSync(path.join(built, "krunbox-agent"), path.join(stage, "init"));
 fs.chmodSync(path.join(stage, "init"), 0o755);
-for (const mod of order) fs.copyFileSync(path.join(moduleDir, mod), path.join(stage, "lib/modules", path.basename(mod)));
+for (const mod of [...order, ...netOrder])
+  fs.copyFileSync(path.join(moduleDir, mod), path.join(stage, "lib/modules", path.basename(mod)));
 fs.writeFileSync(path.join(stage, "lib/modules/order"), order.map((m) => path.basename(m)).join("\n") + "\n");
+fs.writeFileSync(path.join(stage, "lib/modules/order.net"), netOrder.map((m) => path.basename(m)).join("\n") + "\n");
 const files = execFileSync("find", [".", "-mindepth", "1"], { cwd: stage }).toString().split("\n").filter(Boolean).sort();
 const cpio = execFileSync("cpio", ["--quiet", "-o", "-H", "newc", "--reproducible", "-R", "0:0"], {
   cwd: stage,
@@ -151,5 +164,5 @@ fs.writeFileSync(
 
 fs.rmSync(out, { recursive: true, force: true });
 fs.renameSync(tmp, out);
-console.log(`krunbox build-runtime: kernel ${release}, ${order.length} modules, ` +
+console.log(`krunbox build-runtime: kernel ${release}, ${order.length + netOrder.length} modules, ` +
   `initramfs ${(cpio.length / 1048576).toFixed(1)} MiB -> ${path.relative(root, out)}`);

@@ -53,3 +53,44 @@ it("krunbox run mounts volumes, and krunbox volume manages named ones", () => {
   expect(run("volume", "rm", "cli-vol").status).toBe(0);
   expect(run("volume", "inspect", "cli-vol").stderr).toMatch(/does not exist/);
 });
+
+it("krunbox run --allow/--add-host reaches a host server by name, and -p publishes a guest port", async () => {
+  const { default: http } = await import("node:http");
+  const { default: net } = await import("node:net");
+  const { spawn } = await import("node:child_process");
+  const server = http.createServer((req, res) => res.end(`cli ${req.url}\n`));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as import("node:net").AddressInfo).port;
+  try {
+    // Not spawnSync: this process serves the HTTP requests meanwhile.
+    const child = spawn(process.execPath, [cli, "run", "--allow", `svc.test:${port}`, "--add-host", "svc.test:127.0.0.1", "--",
+      "wget", "-qO-", `http://svc.test:${port}/named`]);
+    let stdout = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    expect(await new Promise((r) => child.on("exit", r))).toBe(0);
+    expect(stdout).toBe("cli /named\n");
+    const none = spawnSync(process.execPath, [cli, "run", "--network", "none", "--", "sh", "-c", "ls /sys/class/net"], { encoding: "utf8", timeout: 120_000 });
+    expect(none.stdout).toBe("lo\n");
+  } finally {
+    server.close();
+  }
+
+  // A free host port for -p (bound and released; the runner binds it again).
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
+  const hostPort = (probe.address() as import("node:net").AddressInfo).port;
+  await new Promise((r) => probe.close(r));
+  const child = spawn(process.execPath, [cli, "run", "-p", `${hostPort}:8000`, "--", "sh", "-c", "echo hi-from-guest | nc -l -p 8000"]);
+  const exited = new Promise<number | null>((r) => child.on("exit", r));
+  let got = "";
+  for (let i = 0; i < 300 && !got; i++) {
+    got = await new Promise<string>((resolve) => {
+      let data = "";
+      const c = net.createConnection(hostPort, "127.0.0.1");
+      c.on("data", (d) => (data += d)).on("error", () => resolve("")).on("close", () => resolve(data));
+    });
+    if (!got) await new Promise((r) => setTimeout(r, 200));
+  }
+  expect(got).toBe("hi-from-guest\n");
+  expect(await exited).toBe(0);
+});

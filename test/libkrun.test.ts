@@ -130,3 +130,42 @@ it("fails a libkrun sandbox whose VM ends before its agent is ready with a typed
   expect(fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith("krunbox-sb-")).length).toBe(before);
   expect(fs.readdirSync(process.env.KRUNBOX_RUN_DIR!).filter((d) => d.startsWith("vm-"))).toEqual([]);
 });
+
+it("gives a guest with a network a virtio-net device on the runner's stack, and the agent's port forwarder", async () => {
+  process.env.KRUN_DOUBLE_DNS = "svc.test,other.test";
+  try {
+    const vm = VirtualMachine.start({
+      backend: "libkrun",
+      libkrunPath: double,
+      rootPath: tempDir(),
+      command: ["/x"],
+      network: { allow: [{ kind: "name", value: "svc.test", text: "svc.test" }], deny: [], hosts: { "svc.test": ["127.0.0.1"] } },
+      forwardSocketPath: "/tmp/krun-forward.sock",
+      ports: [{ hostIp: "127.0.0.1", hostPort: 0, guestPort: 80 }],
+    });
+    expect((await vm.exited).code).toBe(5);
+    const calls = fs.readFileSync(log, "utf8").trim().split("\n");
+    // No TSI, then the one network device: a stream socket, the guest's MAC, no offloads, no DHCP.
+    expect(calls.indexOf("krun_add_vsock 7 0")).toBeLessThan(calls.indexOf("krun_add_net_unixstream 7 - stream 52:54:00:6b:62:02 0 0"));
+    expect(calls).toContain("krun_add_vsock_port2 7 1027 /tmp/krun-forward.sock 1");
+    // The runner's stack answers on that socket as it does for QEMU.
+    expect(calls).toContain("  dns svc.test rcode=0 a=198.19.0.1");
+    expect(calls).toContain("  dns other.test rcode=3");
+    expect(vm.ports).toEqual([{ guest: 80, host: expect.any(Number), hostIp: "127.0.0.1" }]);
+    expect(vm.ports[0].host).toBeGreaterThan(0);
+  } finally {
+    delete process.env.KRUN_DOUBLE_DNS;
+  }
+});
+
+it("refuses a network on a libkrun without krun_add_net_unixstream", async () => {
+  const noNet = path.join(packageRoot, "build/Release/libkrun-double-nonet.so");
+  const vm = VirtualMachine.start({
+    backend: "libkrun", libkrunPath: noNet, rootPath: tempDir(), command: ["/x"],
+    network: { allow: [{ kind: "any", text: "*" }], deny: [], hosts: {} },
+  });
+  const err = await vm.exited.catch((e) => e);
+  expect(err).toBeInstanceOf(LibkrunNotFoundError);
+  expect(err.message).toMatch(/krun_add_net_unixstream/);
+  expect(fs.readFileSync(log, "utf8")).not.toContain("krun_start_enter");
+});

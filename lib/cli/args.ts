@@ -3,7 +3,8 @@ import { ConfigError } from "../errors.js";
 
 export const usage = `usage:
   krunbox run [--image REF] [--cpus N] [--memory MiB] [-e KEY=VALUE]... [-w DIR] [-u USER]
-              [-v SRC:DST[:ro]]... [--tmpfs DST[:MiB]]... -- CMD [ARGS...]
+              [-v SRC:DST[:ro]]... [--tmpfs DST[:MiB]]... [--network public|none] [--allow HOST]...
+              [--add-host NAME:IP]... [-p [IP:]HOST:GUEST]... -- CMD [ARGS...]
   krunbox image pull [--always] [--insecure] REF...
   krunbox image ls
   krunbox image rm REF...

@@ -1,6 +1,8 @@
 // krunbox run [opts] -- CMD ARGS...: one sandbox, one command, its status.
 import { parseArgs } from "node:util";
+import { ConfigError } from "../errors.js";
 import { pullImage } from "../images/cache.js";
+import type { NetworkOption } from "../network/policy.js";
 import { Sandbox } from "../sandbox/sandbox.js";
 import type { VolumeSpec } from "../volumes/spec.js";
 import { keyValues, usage } from "./args.js";
@@ -19,6 +21,10 @@ export async function run(argv: string[]): Promise<number> {
       volume: { type: "string", short: "v", multiple: true },
       tmpfs: { type: "string", multiple: true },
       image: { type: "string" },
+      network: { type: "string" },
+      allow: { type: "string", multiple: true },
+      "add-host": { type: "string", multiple: true },
+      publish: { type: "string", short: "p", multiple: true },
     },
     allowPositionals: true,
   });
@@ -43,6 +49,8 @@ export async function run(argv: string[]): Promise<number> {
     memoryMiB: values.memory === undefined ? undefined : Number(values.memory),
     env,
     workdir: values.workdir,
+    network: networkOption(values.network, values.allow ?? [], values["add-host"] ?? []),
+    ports: values.publish,
   });
   try {
     const proc = sb.spawn(command[0], command.slice(1), { stdin: "pipe", user: values.user });
@@ -58,4 +66,20 @@ export async function run(argv: string[]): Promise<number> {
   } finally {
     await sb.stop();
   }
+}
+
+// --network public|none, --allow HOST, --add-host NAME:IP: the `network` option.
+function networkOption(mode: string | undefined, allow: string[], addHosts: string[]): NetworkOption {
+  if (mode !== undefined && mode !== "public" && mode !== "none")
+    throw new ConfigError("--network", `--network ${mode}: expected "public" or "none" (or --allow HOST for a policy)`);
+  const hosts: Record<string, string[]> = {};
+  for (const entry of addHosts) {
+    const colon = entry.indexOf(":");
+    if (colon <= 0) throw new ConfigError("--add-host", `--add-host ${entry}: expected NAME:IP`);
+    (hosts[entry.slice(0, colon)] ??= []).push(entry.slice(colon + 1));
+  }
+  if (mode === "public") return { allow: ["*", ...allow], hosts };
+  if (allow.length === 0) return "none";
+  if (mode === "none") throw new ConfigError("--allow", "--allow gives the sandbox a network; drop --network none");
+  return { allow, hosts };
 }

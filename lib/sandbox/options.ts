@@ -5,6 +5,9 @@ import { VM_DEFAULTS } from "../vm/defaults.js";
 import { imagePullFields } from "../images/cache.js";
 import { absolutePath } from "../vm/options.js";
 import { volumesSchema, type VolumeSpec } from "../volumes/spec.js";
+import { networkSchema, type NetworkOption } from "../network/policy.js";
+import type { VmNetwork } from "../vm/options.js";
+import { portsSchema, type PortSpec } from "../network/ports.js";
 const envRecord = z.record(
   z.string().regex(/^[^=\0]+$/, "names must be non-empty and contain no '=' or NUL"),
   z.string().refine((v) => !v.includes("\0"), "values must not contain NUL"),
@@ -42,10 +45,23 @@ export const sandboxOptionsSchema = z
       ])
       .optional(),
     volumes: volumesSchema.default([]),
+    /** Checked entry by entry by resolveNetwork (lib/network/policy.ts). */
+    network: networkSchema.default("none"),
+    /** Checked entry by entry by resolvePorts (lib/network/ports.ts). */
+    ports: portsSchema.default([]),
   })
   .strict();
-export type SandboxOptions = Omit<z.input<typeof sandboxOptionsSchema>, "volumes"> & { volumes?: VolumeSpec[] };
+export type SandboxOptions = Omit<z.input<typeof sandboxOptionsSchema>, "volumes" | "network" | "ports"> & {
+  volumes?: VolumeSpec[];
+  /** "none" (the default: no network device), "public", or a policy. */
+  network?: NetworkOption;
+  /** Published ports: "8080:80", "127.0.0.1:8080:80", or { guest, host?, hostIp? }. */
+  ports?: (string | number | PortSpec)[];
+};
 export type ResolvedSandboxOptions = z.output<typeof sandboxOptionsSchema> & {
+  /** What the runner enforces for `network` (undefined: no network device). */
+  vmNetwork?: VmNetwork;
+  vmPorts?: { hostIp: string; hostPort: number; guestPort: number }[];
   /** The root folder the image resolved to (undefined: the default image). */
   root?: string;
   imageDigest?: string;

@@ -1,11 +1,13 @@
 // The API users call: a microVM that runs processes on demand.
 import { EventEmitter } from "node:events";
 import fs from "node:fs";
+import type net from "node:net";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import {
   ConfigError,
   ExecAbortedError,
+  GuestConnectionError,
   ExecTimeoutError,
   GuestCrashedError,
   GuestSetupError,
@@ -28,6 +30,8 @@ import { execPayload, MAX_FRAME, type ExecRequest } from "./protocol.js";
 import { createSocketDir, type SocketDir } from "./socket-dir.js";
 import { SandboxFs } from "../fs/sandbox-fs.js";
 import { holdImage, pullImage } from "../images/cache.js";
+import { resolveNetwork, type NetworkOption } from "../network/policy.js";
+import { connectGuestPort, resolvePorts, type PortSpec, type PublishedPort } from "../network/ports.js";
 import { VirtualMachine } from "../vm/vm.js";
 import { parseOptions } from "../validate.js";
 import { resolveVolumes, type ResolvedVolumes } from "../volumes/spec.js";
@@ -68,7 +72,8 @@ export interface ExecResult<T extends string | Buffer = string> extends ProcessE
 /**
  * A sandbox: one microVM with the krunbox agent, running processes on
  * request. Create with `await Sandbox.create()`, end with `stop()` (or
- * `await using`). Events: "state" (SandboxState).
+ * `await using`). Events: "state" (SandboxState), "connection"
+ * (ConnectionEvent: every egress decision).
  */
 export class Sandbox extends EventEmitter {
   state: SandboxState = "creating";
@@ -84,6 +89,10 @@ export class Sandbox extends EventEmitter {
    * relative paths resolve against the workdir.
    */
   readonly fs: SandboxFs;
+  /** Published ports as bound: [{ guest, host, hostIp }] (host port 0 resolved). */
+  get ports(): PublishedPort[] {
+    return this.#vm.ports;
+  }
 
   #vm: VirtualMachine;
   #options: ResolvedSandboxOptions;
@@ -125,9 +134,13 @@ export class Sandbox extends EventEmitter {
         command: [],
         agentSocketPath: this.#socketDir.socketPath,
         agentFsSocketPath: this.#socketDir.fsSocketPath,
+        forwardSocketPath: this.#socketDir.forwardPath,
+        network: options.vmNetwork,
+        ports: options.vmPorts,
         shares: volumes.shares,
         tmpfs: volumes.tmpfs,
       });
+      this.#vm.on("connection", (e) => this.emit("connection", e));
     } catch (err) {
       this.#cleanup();
       throw err;
@@ -160,6 +173,8 @@ export class Sandbox extends EventEmitter {
    */
   static async create(options: SandboxOptions = {}): Promise<Sandbox> {
     const resolved: ResolvedSandboxOptions = parseOptions(sandboxOptionsSchema, options, "");
+    resolved.vmNetwork = resolveNetwork(resolved.network as NetworkOption);
+    resolved.vmPorts = resolvePorts(resolved.ports as (string | number | PortSpec)[]);
     const image = resolved.image;
     if (image && typeof image === "object" && "dir" in image) {
       const dir = path.resolve(image.dir);
@@ -280,6 +295,19 @@ export class Sandbox extends EventEmitter {
     if (exit.timedOut)
       throw new ExecTimeoutError(`${command} ran past timeoutMs (${o.timeoutMs} ms); its process group was killed`, decode(out), decode(err));
     return { ...exit, stdout: decode(out), stderr: decode(err) };
+  }
+
+  /**
+   * A TCP connection to `port` inside the sandbox (its 127.0.0.1 or ::1),
+   * with no host port opened and no network device needed. Rejects with
+   * GuestConnectionError when nothing listens there. Ending your side ends
+   * the connection (vsock has no half-close): read the reply, then close.
+   */
+  async connect(port: number): Promise<net.Socket> {
+    if (!Number.isInteger(port) || port < 1 || port > 65535)
+      throw new ConfigError("port", `port: ${String(port)} is not a TCP port (1-65535)`);
+    if (this.state !== "running") throw new GuestConnectionError(`cannot connect to guest port ${port}: the sandbox is ${this.state}`);
+    return connectGuestPort(this.#socketDir.forwardPath, port);
   }
 
   /** Powers the VM off (processes get SIGTERM, then SIGKILL). Idempotent. */

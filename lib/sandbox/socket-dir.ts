@@ -17,6 +17,8 @@ export interface SocketDir {
   socketPath: string;
   /** The guest agent's file service (sb.fs). */
   fsSocketPath: string;
+  /** The agent's port forwarder (published ports, Sandbox.connect). */
+  forwardPath: string;
   /** Removes the folder; idempotent. */
   remove(): void;
 }
@@ -28,6 +30,7 @@ export function createSocketDir(): SocketDir {
   return {
     socketPath: path.join(dir, "agent.sock"),
     fsSocketPath: path.join(dir, "fs.sock"),
+    forwardPath: path.join(dir, "forward.sock"),
     remove() {
       if (lock < 0) return;
       fs.rmSync(dir, { recursive: true, force: true });

@@ -6,6 +6,8 @@ import { addonPath } from "./runtime.js";
 export interface NativeVm {
   start(): number;
   stop(graceMs: number): void;
+  /** onConnect's answer to a "connect-request" event. */
+  verdict(id: number, allowed: boolean): void;
   readonly pid: number | null;
 }
 

@@ -4,6 +4,7 @@
 // and wrong types.
 import path from "node:path";
 import { z } from "zod";
+import type { ConnectRequest } from "../network/policy.js";
 
 const noControlCharacters = (s: string) => !/[\0-\x1f\x7f]/.test(s);
 
@@ -25,6 +26,20 @@ export const guestMountPath = absolutePath
   .refine((p) => !RESERVED.some((r) => p === r || p.startsWith(`${r}/`)), {
     message: `cannot be ${RESERVED.join(", ")} or below them: the guest's kernel file systems live there`,
   });
+
+const netRule = z
+  .object({ kind: z.enum(["any", "name", "suffix", "cidr"]), value: z.string().optional(), port: z.number().int().optional(), text: z.string() })
+  .strict();
+
+/** A network policy as the runner enforces it; lib/network/policy.ts builds it from the `network` option. */
+const vmNetworkSchema = z
+  .object({
+    allow: z.array(netRule),
+    deny: z.array(netRule),
+    hosts: z.record(z.string(), z.array(z.string())),
+    onConnect: z.custom<(c: ConnectRequest) => boolean | Promise<boolean>>((f) => typeof f === "function", "must be a function").optional(),
+  })
+  .strict();
 
 export const vmOptionsSchema = z
   .object({
@@ -76,6 +91,12 @@ export const vmOptionsSchema = z
     agentSocketPath: z.string().optional(),
     /** Host Unix socket that reaches the guest agent's file service (sb.fs). */
     agentFsSocketPath: z.string().optional(),
+    /** Host Unix socket that reaches the guest agent's port forwarder (connections to guest TCP ports). */
+    forwardSocketPath: z.string().optional(),
+    /** Egress policy, enforced by the runner; without it the VM has no network device. */
+    network: vmNetworkSchema.optional(),
+    /** Host TCP ports whose connections reach guest ports (needs forwardSocketPath). */
+    ports: z.array(z.object({ hostIp: z.string(), hostPort: z.number().int(), guestPort: z.number().int() }).strict()).optional(),
     env: z.record(z.string(), z.string()).optional(),
     workdir: absolutePath.optional(),
     /** File that receives the guest's serial console. */
@@ -91,3 +112,5 @@ export const vmOptionsSchema = z
 export type VmOptions = z.input<typeof vmOptionsSchema>;
 export type ShareOptions = NonNullable<VmOptions["shares"]>[number];
 export type VsockPortOptions = NonNullable<VmOptions["vsock"]>[number];
+export type VmNetwork = z.input<typeof vmNetworkSchema>;
+export type NetRule = z.input<typeof netRule>;

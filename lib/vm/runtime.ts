@@ -1,4 +1,5 @@
 // Where krunbox finds its own build outputs and the VMM programs.
+import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -126,6 +127,14 @@ export function accelCachePath(): string {
   return path.join(dir, `accel-${os.release()}.txt`);
 }
 
+// The default image's /etc: users, and names that work without DNS (with
+// no network, "localhost" still resolves).
+const defaultEtc: Record<string, string> = {
+  passwd: "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+  group: "root:x:0:\nnogroup:x:65534:\n",
+  hosts: "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+};
+
 /**
  * The default image (busybox from Debian's busybox-static plus the agent)
  * in krunbox's home: ~/.krunbox/images/default-<content hash>, assembled
@@ -135,7 +144,8 @@ export function accelCachePath(): string {
 export function defaultImage(): string {
   const { dir: runtime } = runtimePaths();
   const id = (JSON.parse(fs.readFileSync(path.join(runtime, "versions.json"), "utf8")) as { image: string }).image;
-  const dir = path.join(krunboxHome(), "images", `default-${id}`);
+  const etcId = createHash("sha256").update(JSON.stringify(defaultEtc)).digest("hex").slice(0, 8);
+  const dir = path.join(krunboxHome(), "images", `default-${id}-${etcId}`);
   if (fs.existsSync(dir)) return dir;
   fs.mkdirSync(path.dirname(dir), { recursive: true });
   // Build aside, then rename: concurrent first uses never see half an image.
@@ -154,8 +164,7 @@ export function defaultImage(): string {
     }
     fs.copyFileSync(path.join(runtime, "krunbox-agent"), path.join(tmp, "sbin/krunbox-agent"));
     fs.chmodSync(path.join(tmp, "sbin/krunbox-agent"), 0o755);
-    fs.writeFileSync(path.join(tmp, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n");
-    fs.writeFileSync(path.join(tmp, "etc/group"), "root:x:0:\nnogroup:x:65534:\n");
+    for (const [name, text] of Object.entries(defaultEtc)) fs.writeFileSync(path.join(tmp, "etc", name), text);
     fs.chmodSync(tmp, 0o755);
     fs.renameSync(tmp, dir);
   } catch (err) {

@@ -8,8 +8,11 @@ import {
   KrunboxError,
   KvmUnavailableError,
   LibkrunNotFoundError,
+  PortInUseError,
   VmmFailedError,
 } from "../errors.js";
+import type { ConnectionEvent, ConnectRequest } from "../network/policy.js";
+import type { PublishedPort } from "../network/ports.js";
 import { loadNative, type NativeVm } from "./native.js";
 import { vmOptionsSchema, type VmOptions } from "./options.js";
 import { parseOptions } from "../validate.js";
@@ -52,6 +55,8 @@ function errorFromRunner(ev: RunnerEvent): KrunboxError {
       return new GuestCrashedError(message, console);
     case "GUEST_SETUP_FAILED":
       return new GuestSetupError(message, console);
+    case "PORT_IN_USE":
+      return new PortInUseError(message);
     default:
       return new VmmFailedError(message, console);
   }
@@ -73,6 +78,9 @@ function nativeConfig(options: VmOptions): object {
     rootPath: options.rootPath ?? defaultImage(),
     rootReadOnly: options.rootReadOnly ?? usesBuiltinRoot,
     env: Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`),
+    network: options.network
+      ? { enabled: true, allow: options.network.allow, deny: options.network.deny, hosts: options.network.hosts, askHost: !!options.network.onConnect }
+      : { enabled: false },
     ...(backend === "qemu"
       ? { kernelPath: paths.kernel, initrdPath: paths.initrd, accelCachePath: accelCachePath(), ...qemuPrograms() }
       : {}),
@@ -89,7 +97,8 @@ function toKrunboxError(err: unknown): unknown {
 /**
  * A running microVM. Start it with `VirtualMachine.start()`; `exited`
  * settles when it ends (rejecting with a typed error if it failed).
- * Events: "state" (VmState), "accel" ({ accel, reason }).
+ * Events: "state" (VmState), "accel" ({ accel, reason }), "connection"
+ * (ConnectionEvent: every egress decision of a VM with a network).
  */
 export class VirtualMachine extends EventEmitter {
   readonly exited: Promise<VmExit>;
@@ -98,6 +107,8 @@ export class VirtualMachine extends EventEmitter {
   state: VmState = "booting";
   /** "kvm" or "tcg" once known. */
   accel: string | undefined;
+  /** Published ports as bound (host port 0 resolved), once the runner bound them. */
+  ports: PublishedPort[] = [];
   readonly pid: number;
 
   #native: NativeVm;
@@ -131,6 +142,17 @@ export class VirtualMachine extends EventEmitter {
         case "ready":
           this.#setState("running");
           resolveReady();
+          break;
+        case "ports":
+          this.ports = ev.ports as PublishedPort[];
+          break;
+        case "connection": {
+          const { event: _, host, ...rest } = ev;
+          this.emit("connection", { ...rest, ...(typeof host === "string" ? { host } : {}) } as ConnectionEvent);
+          break;
+        }
+        case "connect-request":
+          this.#askHost(options.network?.onConnect, ev);
           break;
         case "exit":
           this.#result = {
@@ -179,6 +201,23 @@ export class VirtualMachine extends EventEmitter {
       return { code: ev.code, signal: null, stopped, forced: false };
     if (stopped) return { code: null, signal: null, stopped: true, forced: true };
     return new VmmFailedError(`krunbox-runner ended unexpectedly (${JSON.stringify(ev)})`);
+  }
+
+  // onConnect's verdict; a throw, a rejection or anything but true refuses.
+  async #askHost(onConnect: ((c: ConnectRequest) => boolean | Promise<boolean>) | undefined, ev: RunnerEvent) {
+    const request: ConnectRequest = {
+      ip: String(ev.ip),
+      port: Number(ev.port),
+      protocol: ev.protocol === "udp" ? "udp" : "tcp",
+      ...(typeof ev.host === "string" ? { host: ev.host } : {}),
+    };
+    let allowed = false;
+    try {
+      allowed = (await onConnect?.(request)) === true;
+    } catch {
+      allowed = false;
+    }
+    this.#native.verdict(Number(ev.id), allowed);
   }
 
   #setState(state: VmState) {

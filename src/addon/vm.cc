@@ -48,6 +48,7 @@ bool HighPipe(int fds[2]) {
 Napi::Object Vm::Init(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = DefineClass(env, "Vm",
                                     {InstanceMethod("start", &Vm::Start), InstanceMethod("stop", &Vm::Stop),
+                                     InstanceMethod("verdict", &Vm::Verdict),
                                      InstanceAccessor("pid", &Vm::Pid, nullptr)});
   exports.Set("Vm", ctor);
   return exports;
@@ -160,6 +161,15 @@ Napi::Value Vm::Stop(const Napi::CallbackInfo& info) {
   if (controlFd_ < 0 || killDeadline_.load() >= 0) return info.Env().Undefined();
   WriteAll(controlFd_, "stop " + std::to_string(graceMs < 0 ? 0 : graceMs) + "\n");
   killDeadline_ = NowMs() + (graceMs < 0 ? 0 : graceMs) + kStopBackstopMs;
+  return info.Env().Undefined();
+}
+
+// verdict(id, allowed): the host program's answer to a "connect-request" event.
+Napi::Value Vm::Verdict(const Napi::CallbackInfo& info) {
+  if (controlFd_ < 0 || info.Length() < 2 || !info[0].IsNumber() || !info[1].IsBoolean()) return info.Env().Undefined();
+  const int64_t id = info[0].As<Napi::Number>().Int64Value();
+  const bool allowed = info[1].As<Napi::Boolean>().Value();
+  WriteAll(controlFd_, "verdict " + std::to_string(id) + (allowed ? " 1\n" : " 0\n"));
   return info.Env().Undefined();
 }
 

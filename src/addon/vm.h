@@ -21,6 +21,7 @@ class Vm : public Napi::ObjectWrap<Vm> {
  private:
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Stop(const Napi::CallbackInfo& info);
+  Napi::Value Verdict(const Napi::CallbackInfo& info);
   Napi::Value Pid(const Napi::CallbackInfo& info);
 
   void Watch();

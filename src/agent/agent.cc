@@ -3,11 +3,13 @@
 // own init in the libkrun backend.
 //
 // Boot: (as PID 1) mount /dev, /proc, /sys and load the virtio/virtio-fs/
-// vsock modules; dial the runner on vsock (host CID 2, port 1024); mount a
-// tmpfs at /run and the VM's virtio-fs tree in it; build the workload's root (bind, or overlayfs with a tmpfs upper
-// when the host folder is read-only); mount the shares; serve execs on vsock
-// port 1025 (exec_server.h) and file operations on port 1026 (fs_server.h),
-// and say "ready". With a configured command it
+// vsock modules; bring lo up; dial the runner on vsock (host CID 2, port
+// 1024); mount a tmpfs at /run and the VM's virtio-fs tree in it; set up
+// eth0 when the VM has a network (network.h); build the workload's root
+// (bind, or overlayfs with a tmpfs upper when the host folder is read-only);
+// mount the shares; serve execs on vsock port 1025 (exec_server.h), file
+// operations on 1026 (fs_server.h) and connections to guest ports on 1027
+// (forward.h), and say "ready". With a configured command it
 // runs that too, reports "exit N" / "signal N" when it ends and powers off
 // (under libkrun: exits with the command's status); without one it serves
 // until the host says "poweroff".
@@ -40,6 +42,8 @@
 #include "agent/setup.h"
 #include "agent/exec_server.h"
 #include "agent/fs_server.h"
+#include "agent/forward.h"
+#include "agent/network.h"
 #include "agent/process.h"
 #include "agent/vsock.h"
 #include "common/agent_ports.h"
@@ -53,11 +57,13 @@ using krunbox::GuestMount;
 using krunbox::kControlPort;
 using krunbox::kExecPort;
 using krunbox::kFsPort;
+using krunbox::kForwardPort;
 
 constexpr int kStopGraceMs = 3000;
 
-void LoadModules() {
-  std::ifstream order("/lib/modules/order");
+// `list` names modules in dependency order (scripts/build-runtime.mjs).
+void LoadModules(const char* list) {
+  std::ifstream order(list);
   std::string name;
   while (std::getline(order, name)) {
     if (name.empty()) continue;
@@ -131,7 +137,7 @@ void BuildRoot(const GuestConfig& cfg) {
 // serves execs, and watches the host's control line. Returns the configured
 // command's wait status, or nullopt when there was none and the host asked
 // to power off.
-std::optional<int> Serve(ExecServer& execs, FsServer& files, pid_t command, int control) {
+std::optional<int> Serve(ExecServer& execs, FsServer& files, ForwardServer& forwards, pid_t command, int control) {
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGCHLD);
@@ -153,6 +159,7 @@ std::optional<int> Serve(ExecServer& execs, FsServer& files, pid_t command, int 
     if (control >= 0) fds.push_back({control, POLLIN, 0});
     execs.AddPollFds(fds);
     files.AddPollFds(fds);
+    forwards.AddPollFds(fds);
     int timeout = stopping ? kStopGraceMs : execs.NextTimeoutMs();
     const int n = poll(fds.data(), fds.size(), timeout);
     if (n == 0 && stopping) {
@@ -183,6 +190,7 @@ std::optional<int> Serve(ExecServer& execs, FsServer& files, pid_t command, int 
     }
     execs.Handle(fds);
     files.Handle(fds);
+    forwards.Handle(fds);
     execs.ExpireTimeouts();
   }
 }
@@ -229,17 +237,24 @@ ExecSpec CommandSpec(const GuestConfig& cfg) {
       Mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
       MkdirP("/sys");
       Mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
-      LoadModules();
+      LoadModules("/lib/modules/order");
     }
+    BringUpLoopback();
     control = DialHost(kControlPort);
     Mount("tmpfs", kWorkDir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
     MkdirP(kTreeDir);
     // Read-write: the host decides what is read-only, per share.
     Mount("krunbox", kTreeDir, "virtiofs", 0, nullptr);
     const GuestConfig cfg = ReadConfig();
+    if (cfg.network) {
+      if (pid1) LoadModules("/lib/modules/order.net");
+      ConfigureEthernet(*cfg.network);
+    }
     BuildRoot(cfg);
+    if (cfg.network) ProvideResolvConf(*cfg.network, kNewRoot, cfg.rootReadOnly);
     ExecServer execs(kExecPort);
     FsServer files(kFsPort);
+    ForwardServer forwards(kForwardPort);
     WriteAll(control, "ready\n");
     const ExecSpec spec = CommandSpec(cfg);
     pid_t command = -1;
@@ -250,7 +265,7 @@ ExecSpec CommandSpec(const GuestConfig& cfg) {
       close(devnull);
       if (command < 0) Fail("fork");
     }
-    const std::optional<int> status = Serve(execs, files, command, control);
+    const std::optional<int> status = Serve(execs, files, forwards, command, control);
     std::string report = "exit 0";
     if (status) {
       report = WIFSIGNALED(*status) ? "signal " + std::to_string(WTERMSIG(*status))

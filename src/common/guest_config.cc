@@ -16,11 +16,18 @@ std::string GuestConfigToJson(const GuestConfig& c) {
     else
       mounts.push_back({{"type", "share"}, {"source", m.source}, {"target", m.target}, {"readOnly", m.readOnly}});
   }
+  json network = nullptr;
+  if (c.network)
+    network = {{"address", c.network->address},
+               {"prefixLen", c.network->prefixLen},
+               {"gateway", c.network->gateway},
+               {"mtu", c.network->mtu}};
   return json{{"command", c.command},
               {"env", c.env},
               {"workdir", c.workdir},
               {"rootReadOnly", c.rootReadOnly},
-              {"mounts", mounts}}
+              {"mounts", mounts},
+              {"network", network}}
       .dump();
 }
 
@@ -46,6 +53,11 @@ GuestConfig GuestConfigFromJson(const std::string& text) {
         throw std::runtime_error("unknown mount type \"" + type + "\"");
       }
       c.mounts.push_back(mount);
+    }
+    if (j.contains("network") && !j.at("network").is_null()) {
+      const json& n = j.at("network");
+      c.network = GuestNetwork{n.at("address").get<std::string>(), n.at("prefixLen").get<uint32_t>(),
+                               n.at("gateway").get<std::string>(), n.at("mtu").get<uint32_t>()};
     }
     return c;
   } catch (const json::exception& e) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,12 +18,21 @@ struct GuestMount {
   uint32_t sizeMiB = 0;   // Tmpfs: size limit
 };
 
+// The guest's one network interface (eth0), when the VM has a network.
+struct GuestNetwork {
+  std::string address;  // dotted IPv4
+  uint32_t prefixLen = 0;
+  std::string gateway;  // also the DNS server
+  uint32_t mtu = 0;
+};
+
 struct GuestConfig {
   std::vector<std::string> command;  // empty: serve execs until powered off
   std::vector<std::string> env;      // KEY=VALUE
   std::string workdir;
   bool rootReadOnly = false;         // overlay a tmpfs upper over the shared root
   std::vector<GuestMount> mounts;
+  std::optional<GuestNetwork> network;  // none: no network device, only lo
 };
 
 std::string GuestConfigToJson(const GuestConfig& c);

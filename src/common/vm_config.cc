@@ -1,5 +1,6 @@
 #include "common/vm_config.h"
 
+#include <ctype.h>
 #include <sys/stat.h>
 
 #include <set>
@@ -73,6 +74,13 @@ class Reader {
     return out;
   }
 
+  const json& Object(const char* key) const {
+    static const json empty = json::object();
+    if (!Has(key)) return empty;
+    if (!j_.at(key).is_object()) throw ConfigError(Field(key), "must be an object");
+    return j_.at(key);
+  }
+
   const json& Array(const char* key, size_t max) const {
     static const json empty = json::array();
     if (!Has(key)) return empty;
@@ -131,6 +139,81 @@ Accel ParseAccel(const std::string& field, const std::string& s) {
   if (s == "kvm") return Accel::Kvm;
   if (s == "tcg") return Accel::Tcg;
   throw ConfigError(field, "must be \"auto\", \"kvm\" or \"tcg\" (got \"" + s + "\")");
+}
+
+NetRule ParseNetRule(const json& j, const std::string& field) {
+  Reader r(j, field);
+  NetRule rule;
+  const std::string kind = r.RequiredString("kind");
+  rule.text = r.String("text", "");
+  rule.port = static_cast<uint16_t>(r.Has("port") ? r.Uint("port", 1, 65535) : 0);
+  if (kind == "any") {
+    rule.kind = NetRule::Kind::Any;
+  } else if (kind == "name" || kind == "suffix") {
+    rule.kind = kind == "name" ? NetRule::Kind::Name : NetRule::Kind::Suffix;
+    rule.name = r.RequiredString("value");
+    const std::string bare = kind == "suffix" && !rule.name.empty() && rule.name[0] == '.' ? rule.name.substr(1) : rule.name;
+    if (!IsHostName(bare) || (kind == "suffix" && rule.name[0] != '.'))
+      throw ConfigError(r.Field("value"), "must be a host name (\"" + rule.name + "\")");
+    for (char& c : rule.name) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+  } else if (kind == "cidr") {
+    rule.kind = NetRule::Kind::Cidr;
+    const std::optional<Cidr> cidr = Cidr::Parse(r.RequiredString("value"));
+    if (!cidr) throw ConfigError(r.Field("value"), "must be an IP address or prefix such as 203.0.113.0/24");
+    rule.cidr = *cidr;
+  } else {
+    throw ConfigError(r.Field("kind"), "must be \"any\", \"name\", \"suffix\" or \"cidr\"");
+  }
+  r.RejectUnknown();
+  return rule;
+}
+
+NetworkConfig ParseNetwork(const Reader& top) {
+  NetworkConfig n;
+  Reader r(top.Object("network"), "network");
+  n.enabled = r.Bool("enabled", false);
+  n.askHost = r.Bool("askHost", false);
+  for (const char* list : {"allow", "deny"}) {
+    const json& rules = r.Array(list, kMaxNetRules);
+    for (size_t i = 0; i < rules.size(); i++)
+      (list[0] == 'a' ? n.allow : n.deny).push_back(ParseNetRule(rules[i], r.Field(list) + "[" + std::to_string(i) + "]"));
+  }
+  const json& hosts = r.Object("hosts");
+  if (hosts.size() > kMaxNetRules) throw ConfigError(r.Field("hosts"), "has too many entries");
+  for (const auto& [name, addresses] : hosts.items()) {
+    const std::string field = r.Field("hosts") + "." + name;
+    std::string lower = name;
+    for (char& c : lower) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+    if (!IsHostName(lower)) throw ConfigError(field, "must be a host name");
+    if (!addresses.is_array() || addresses.empty() || addresses.size() > 16)
+      throw ConfigError(field, "must be a list of 1 to 16 IP addresses");
+    for (const json& a : addresses) {
+      const std::optional<IpAddress> ip = a.is_string() ? IpAddress::Parse(a.get<std::string>()) : std::nullopt;
+      if (!ip) throw ConfigError(field, "must list IP addresses such as 127.0.0.1");
+      n.hosts[lower].push_back(*ip);
+    }
+  }
+  r.RejectUnknown();
+  return n;
+}
+
+std::vector<PortForward> ParsePorts(const Reader& top) {
+  std::vector<PortForward> out;
+  std::set<std::pair<std::string, uint16_t>> used;
+  const json& ports = top.Array("ports", kMaxPortForwards);
+  for (size_t i = 0; i < ports.size(); i++) {
+    Reader p(ports[i], "ports[" + std::to_string(i) + "]");
+    PortForward f;
+    f.hostIp = p.RequiredString("hostIp");
+    if (!IpAddress::Parse(f.hostIp)) throw ConfigError(p.Field("hostIp"), "must be an IP address such as 127.0.0.1");
+    f.hostPort = static_cast<uint16_t>(p.Uint("hostPort", 0, 65535));
+    f.guestPort = static_cast<uint16_t>(p.Uint("guestPort", 1, 65535));
+    if (f.hostPort && !used.insert({f.hostIp, f.hostPort}).second)
+      throw ConfigError(p.Field("hostPort"), "host port " + std::to_string(f.hostPort) + " is published twice");
+    p.RejectUnknown();
+    out.push_back(f);
+  }
+  return out;
 }
 
 }  // namespace
@@ -195,9 +278,9 @@ VmConfig VmConfigFromJson(const json& j) {
     Reader v(vsock[i], "vsock[" + std::to_string(i) + "]");
     VsockPort p;
     p.port = v.Uint("port", 1, 0xfffffffeu);
-    if (p.port == kControlPort || p.port == kExecPort || p.port == kFsPort)
-      throw ConfigError(v.Field("port"), "ports " + std::to_string(kControlPort) + " to " + std::to_string(kFsPort) +
-                                             " are reserved for the krunbox agent");
+    if (p.port >= kControlPort && p.port <= kForwardPort)
+      throw ConfigError(v.Field("port"), "ports " + std::to_string(kControlPort) + " to " +
+                                             std::to_string(kForwardPort) + " are reserved for the krunbox agent");
     if (!ports.insert(p.port).second) throw ConfigError(v.Field("port"), "port " + std::to_string(p.port) + " is mapped twice");
     p.socketPath = v.RequiredString("socketPath");
     RequireAbsolute(v.Field("socketPath"), p.socketPath);
@@ -215,6 +298,12 @@ VmConfig VmConfigFromJson(const json& j) {
   if (!c.agentSocketPath.empty()) RequireAbsolute("agentSocketPath", c.agentSocketPath);
   c.agentFsSocketPath = r.String("agentFsSocketPath", "");
   if (!c.agentFsSocketPath.empty()) RequireAbsolute("agentFsSocketPath", c.agentFsSocketPath);
+  c.forwardSocketPath = r.String("forwardSocketPath", "");
+  if (!c.forwardSocketPath.empty()) RequireAbsolute("forwardSocketPath", c.forwardSocketPath);
+  c.network = ParseNetwork(r);
+  c.ports = ParsePorts(r);
+  if (!c.ports.empty() && c.forwardSocketPath.empty())
+    throw ConfigError("ports", "published ports need forwardSocketPath (the agent's port forwarder)");
   c.env = r.Strings("env");
   for (size_t i = 0; i < c.env.size(); i++) {
     const size_t eq = c.env[i].find('=');
@@ -255,7 +344,28 @@ json VmConfigToJson(const VmConfig& c) {
   json vsock = json::array();
   for (const VsockPort& p : c.vsock)
     vsock.push_back({{"port", p.port}, {"socketPath", p.socketPath}, {"listen", p.listen}});
+  json rules[2] = {json::array(), json::array()};
+  for (int list = 0; list < 2; list++) {
+    for (const NetRule& rule : list == 0 ? c.network.allow : c.network.deny) {
+      static const char* const kinds[] = {"any", "name", "suffix", "cidr"};
+      json j = {{"kind", kinds[static_cast<int>(rule.kind)]}, {"text", rule.text}};
+      if (rule.kind == NetRule::Kind::Name || rule.kind == NetRule::Kind::Suffix) j["value"] = rule.name;
+      if (rule.kind == NetRule::Kind::Cidr) j["value"] = rule.cidr.ToString();
+      if (rule.port) j["port"] = rule.port;
+      rules[list].push_back(j);
+    }
+  }
+  json hosts = json::object();
+  for (const auto& [name, addresses] : c.network.hosts)
+    for (const IpAddress& a : addresses) hosts[name].push_back(a.ToString());
+  json ports = json::array();
+  for (const PortForward& p : c.ports)
+    ports.push_back({{"hostIp", p.hostIp}, {"hostPort", p.hostPort}, {"guestPort", p.guestPort}});
   return {
+      {"network", {{"enabled", c.network.enabled}, {"allow", rules[0]}, {"deny", rules[1]}, {"hosts", hosts},
+                   {"askHost", c.network.askHost}}},
+      {"ports", ports},
+      {"forwardSocketPath", c.forwardSocketPath},
       {"backend", c.backend},       {"accel", AccelName(c.accel)},
       {"cpus", c.cpus},             {"memoryMiB", c.memoryMiB},
       {"bootTimeoutMs", c.bootTimeoutMs},

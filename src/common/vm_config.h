@@ -4,11 +4,14 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "common/ip_address.h"
 
 namespace krunbox {
 
@@ -38,6 +41,33 @@ struct VsockPort {
 
 enum class Accel { Auto, Kvm, Tcg };
 
+// One allow or deny entry, as lib/network parsed it from what the user
+// wrote ("*.example.com:443", "203.0.113.0/24", "*").
+struct NetRule {
+  enum class Kind { Any, Name, Suffix, Cidr };
+  Kind kind = Kind::Any;
+  std::string name;   // Name: "example.com"; Suffix: ".example.com" (subdomains only)
+  Cidr cidr;          // Cidr
+  uint16_t port = 0;  // 0: every port
+  std::string text;   // the entry as written, for the reasons in events
+};
+
+// Egress policy, enforced by the runner's network stack (runner/net/).
+struct NetworkConfig {
+  bool enabled = false;  // the guest gets a network device at all
+  std::vector<NetRule> allow, deny;
+  std::map<std::string, std::vector<IpAddress>> hosts;  // name overrides, lower case
+  bool askHost = false;  // every allowed connection also needs the host's verdict (onConnect)
+};
+
+// A host TCP port whose connections reach a guest port (through the agent,
+// so it needs no network device).
+struct PortForward {
+  std::string hostIp;
+  uint16_t hostPort = 0;  // 0: any free port, reported in the "ports" event
+  uint16_t guestPort = 0;
+};
+
 // Every field is given by lib/ (lib/vm/vm.ts), which owns the defaults.
 struct VmConfig {
   std::string backend;            // "qemu" | "libkrun"
@@ -53,6 +83,9 @@ struct VmConfig {
                                      // empty: the VM serves execs until stopped
   std::string agentSocketPath;       // host socket reaching the agent's exec port
   std::string agentFsSocketPath;     // ...and its file port
+  std::string forwardSocketPath;     // host socket reaching the agent's port forwarder
+  NetworkConfig network;
+  std::vector<PortForward> ports;    // need forwardSocketPath
   std::vector<std::string> env;      // KEY=VALUE
   std::string workdir;
   std::string consolePath;           // empty: a file in the runner's run dir
@@ -86,6 +119,8 @@ constexpr uint32_t kMaxCpus = 64;
 constexpr uint32_t kMinMemoryMiB = 64;
 constexpr uint32_t kMaxShares = 64;
 constexpr uint32_t kMaxVsockPorts = 64;
+constexpr uint32_t kMaxNetRules = 1024;
+constexpr uint32_t kMaxPortForwards = 64;
 
 // Parses and validates; throws ConfigError naming the field.
 VmConfig VmConfigFromJson(const nlohmann::json& j);

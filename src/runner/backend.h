@@ -2,6 +2,7 @@
 // to the addon and the addon's control pipe.
 #pragma once
 
+#include <mutex>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -13,6 +14,7 @@ namespace krunbox {
 // Newline-delimited JSON events to the addon on fd 3. The last event of a
 // run is always "exit" or "error" (except when libkrun's krun_start_enter
 // takes the process over: then the runner's own exit status is the guest's).
+// The network thread sends events too, so each line is written whole.
 class Events {
  public:
   explicit Events(int fd) : fd_(fd) {}
@@ -20,12 +22,13 @@ class Events {
 
  private:
   int fd_;
+  mutable std::mutex mu_;
 };
 
 struct RunContext {
   const VmConfig& config;
   const Events& events;
-  int controlFd;       // addon -> runner lines: "stop <timeoutMs>"
+  int controlFd;       // addon -> runner lines (addon_control.h)
 };
 
 class Backend {

@@ -13,8 +13,11 @@
 #include <thread>
 
 #include "common/agent_ports.h"
+#include "runner/addon_control.h"
 #include "runner/backend.h"
 #include "runner/control.h"
+#include "runner/net/guest_network.h"
+#include "runner/net/service.h"
 #include "runner/staging.h"
 #include "runner/util.h"
 
@@ -35,6 +38,8 @@ struct KrunApi {
   int32_t (*set_workdir)(uint32_t, const char*);
   int32_t (*set_console_output)(uint32_t, const char*);
   int32_t (*start_enter)(uint32_t);
+  // Only for VMs with a network (newer libkrun).
+  int32_t (*add_net_unixstream)(uint32_t, const char*, int, uint8_t*, uint32_t, uint32_t);
 };
 
 const char* const kInstallHint =
@@ -63,6 +68,7 @@ KrunApi LoadLibkrun(const std::string& override) {
   sym(api.set_workdir, "krun_set_workdir");
   sym(api.set_console_output, "krun_set_console_output");
   sym(api.start_enter, "krun_start_enter");
+  api.add_net_unixstream = reinterpret_cast<decltype(api.add_net_unixstream)>(dlsym(lib, "krun_add_net_unixstream"));
   return api;
 }
 
@@ -71,10 +77,11 @@ void Check(int32_t rc, const char* call) {
 }
 
 // The runner's main thread is inside krun_start_enter, so the agent's
-// control connection and the addon's stop requests are served here.
+// control connection and the addon's control lines are served here.
 class ControlThread {
  public:
-  ControlThread(const std::string& path, RunContext& ctx) : channel_(path), ctx_(ctx) {}
+  ControlThread(const std::string& path, RunContext& ctx, net::NetService& net)
+      : channel_(path), ctx_(ctx), net_(net), addon_(ctx.controlFd) {}
   void Start() {
     std::thread([this] { Loop(); }).detach();
   }
@@ -94,12 +101,17 @@ class ControlThread {
         ctx_.events.Send({{"event", "ready"}});
       }
       if (fds[0].revents) {
-        char buf[64] = {0};
-        const ssize_t n = read(ctx_.controlFd, buf, sizeof buf - 1);
-        const long grace = n > 4 && strncmp(buf, "stop", 4) == 0 ? atol(buf + 4) : 0;
-        // Ask the agent to power off; without it (or without time) end the VM now.
-        if (grace > 0 && ready && channel_.RequestPowerOff()) deadline = NowMs() + grace;
-        else Exit();
+        std::vector<AddonCommand> commands;
+        if (!addon_.Read(commands)) Exit();
+        for (const AddonCommand& cmd : commands) {
+          if (cmd.kind == AddonCommand::Kind::Verdict) {
+            net_.Verdict(cmd.id, cmd.allowed);
+            continue;
+          }
+          // Ask the agent to power off; without it (or without time) end the VM now.
+          if (cmd.graceMs > 0 && ready && channel_.RequestPowerOff()) deadline = NowMs() + cmd.graceMs;
+          else Exit();
+        }
       }
       if (deadline >= 0 && NowMs() >= deadline) Exit();
     }
@@ -112,6 +124,8 @@ class ControlThread {
 
   ControlChannel channel_;
   RunContext& ctx_;
+  net::NetService& net_;
+  AddonControl addon_;
 };
 
 class LibkrunBackend : public Backend {
@@ -132,8 +146,9 @@ class LibkrunBackend : public Backend {
     const std::string& tree = folder.tree;
     BuildSharedTree(c, tree);
     const std::string controlPath = folder.dir.path() + "/ctl.sock";
-    // Never destroyed: its thread runs until the process ends.
-    ControlThread& control = *new ControlThread(controlPath, ctx);
+    // Never destroyed, like the control thread: both run until the process ends.
+    net::NetService& net = *new net::NetService(c, ctx.events);
+    ControlThread& control = *new ControlThread(controlPath, ctx, net);
 
     const int32_t id = krun.create_ctx();
     Check(id, "krun_create_ctx");
@@ -145,11 +160,23 @@ class LibkrunBackend : public Backend {
     // No TSI: without this libkrun would give the guest the host's network.
     Check(krun.disable_implicit_vsock(ctxId), "krun_disable_implicit_vsock");
     Check(krun.add_vsock(ctxId, 0), "krun_add_vsock");
+    if (net.HasNetwork()) {
+      // The guest's only way out: a virtio-net device whose other end is
+      // the runner's network stack (no offloads, no DHCP: the agent sets eth0 up).
+      if (!krun.add_net_unixstream)
+        throw RunnerError("LIBKRUN_TOO_OLD", "this libkrun has no krun_add_net_unixstream, which a sandbox with a "
+                                             "network needs; install a newer libkrun (" + std::string(kInstallHint) + ")");
+      net::Mac mac = net::kGuestMac;
+      Check(krun.add_net_unixstream(ctxId, nullptr, net.NewGuestLink().release(), mac.data(), 0, 0),
+            "krun_add_net_unixstream");
+    }
     Check(krun.add_vsock_port2(ctxId, kControlPort, controlPath.c_str(), false), "krun_add_vsock_port2");
     if (!c.agentSocketPath.empty())
       Check(krun.add_vsock_port2(ctxId, kExecPort, c.agentSocketPath.c_str(), true), "krun_add_vsock_port2");
     if (!c.agentFsSocketPath.empty())
       Check(krun.add_vsock_port2(ctxId, kFsPort, c.agentFsSocketPath.c_str(), true), "krun_add_vsock_port2");
+    if (!c.forwardSocketPath.empty())
+      Check(krun.add_vsock_port2(ctxId, kForwardPort, c.forwardSocketPath.c_str(), true), "krun_add_vsock_port2");
     for (const VsockPort& p : c.vsock)
       Check(krun.add_vsock_port2(ctxId, p.port, p.socketPath.c_str(), p.listen), "krun_add_vsock_port2");
     // The agent takes the command, env and workdir from the tree's config;
@@ -161,6 +188,7 @@ class LibkrunBackend : public Backend {
     if (!c.consolePath.empty())
       Check(krun.set_console_output(ctxId, c.consolePath.c_str()), "krun_set_console_output");
     control.Start();
+    net.Start();
     ctx.events.Send({{"event", "booting"}, {"accel", "kvm"}, {"pid", getpid()}});
     Check(krun.start_enter(ctxId), "krun_start_enter");
     throw RunnerError("VMM_FAILED", "krun_start_enter returned without running the VM");

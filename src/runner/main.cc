@@ -2,7 +2,7 @@
 // the VMM never inherits the host program's memory). File descriptors:
 //   0  the VM config as one JSON document, then EOF
 //   3  events to the addon (JSON lines)
-//   4  control lines from the addon ("stop <timeoutMs>")
+//   4  control lines from the addon (addon_control.h)
 // The runner dies with its parent (PR_SET_PDEATHSIG) and takes every helper
 // process with it.
 #include <signal.h>
@@ -18,7 +18,11 @@
 
 namespace krunbox {
 
-void Events::Send(const nlohmann::json& event) const { WriteAll(fd_, event.dump() + "\n"); }
+void Events::Send(const nlohmann::json& event) const {
+  const std::string line = event.dump() + "\n";
+  std::lock_guard<std::mutex> lock(mu_);
+  WriteAll(fd_, line);
+}
 
 namespace {
 

@@ -17,9 +17,11 @@
 #include <optional>
 
 #include "common/agent_ports.h"
+#include "runner/addon_control.h"
 #include "runner/backend.h"
 #include "runner/console.h"
 #include "runner/control.h"
+#include "runner/net/service.h"
 #include "runner/qemu_args.h"
 #include "runner/staging.h"
 #include "runner/vsock_bridge.h"
@@ -93,6 +95,8 @@ class QemuBackend : public Backend {
   void KillHelpers();
 
   RunDir* dir_ = nullptr;
+  net::NetService* net_ = nullptr;
+  AddonControl* addon_ = nullptr;
   std::string treeDir_, fsSock_, vsockVhost_, vsockUds_, consolePath_, consoleFifo_;
   std::vector<pid_t> helpers_;
   Fd signals_;
@@ -126,15 +130,18 @@ Attempt QemuBackend::Boot(RunContext& ctx, Accel accel, uint32_t readyTimeoutMs)
   ControlChannel control(bridge.GuestToHostPath(kControlPort));
   if (!c.agentSocketPath.empty()) bridge.AddHostToGuest(kExecPort, c.agentSocketPath);
   if (!c.agentFsSocketPath.empty()) bridge.AddHostToGuest(kFsPort, c.agentFsSocketPath);
+  if (!c.forwardSocketPath.empty()) bridge.AddHostToGuest(kForwardPort, c.forwardSocketPath);
   for (const VsockPort& p : c.vsock) {
     if (p.listen) bridge.AddHostToGuest(p.port, p.socketPath);
     else bridge.AddGuestToHost(p.port, p.socketPath);
   }
 
   ConsoleSink console(consoleFifo_, consolePath_, c.consoleLimitBytes);
-  const QemuEndpoints endpoints{consoleFifo_, fsSock_, vsockVhost_};
+  Fd guestLink = net_->HasNetwork() ? net_->NewGuestLink() : Fd();
+  const QemuEndpoints endpoints{consoleFifo_, fsSock_, vsockVhost_, guestLink.valid()};
   const std::optional<long> tscKhz = accel == Accel::Tcg ? ParseTscKhz(ReadProcFile("/proc/cpuinfo")) : std::nullopt;
-  const pid_t qemu = SpawnHelper(QemuArgs(c, accel, endpoints, tscKhz), qemuLog);
+  const pid_t qemu = SpawnHelper(QemuArgs(c, accel, endpoints, tscKhz), qemuLog, guestLink.get());
+  guestLink.reset();
   ctx.events.Send({{"event", "booting"}, {"accel", AccelName(accel)}, {"pid", qemu}});
 
   Attempt at;
@@ -168,19 +175,19 @@ Attempt QemuBackend::Boot(RunContext& ctx, Accel accel, uint32_t readyTimeoutMs)
       }
     }
     if (controlOpen && PollEvents(fds, ctx.controlFd)) {
-      char buf[256];
-      const ssize_t n = read(ctx.controlFd, buf, sizeof buf - 1);
-      if (n <= 0) {
+      std::vector<AddonCommand> commands;
+      if (!addon_->Read(commands)) {
         controlOpen = false;  // the addon went away: treat as stop
-        buf[0] = 0;
-      } else {
-        buf[n] = 0;
+        commands.push_back(AddonCommand{});
       }
-      if (n <= 0 || strncmp(buf, "stop", 4) == 0) {
-        const long grace = n > 0 ? atol(buf + 4) : 0;
+      for (const AddonCommand& cmd : commands) {
+        if (cmd.kind == AddonCommand::Kind::Verdict) {
+          net_->Verdict(cmd.id, cmd.allowed);
+          continue;
+        }
         at.stopped = true;
-        if (at.ready && grace > 0 && control.RequestPowerOff()) {
-          if (stopDeadline < 0) stopDeadline = NowMs() + grace;
+        if (at.ready && cmd.graceMs > 0 && control.RequestPowerOff()) {
+          if (stopDeadline < 0) stopDeadline = NowMs() + cmd.graceMs;
         } else {
           kill(qemu, SIGKILL);
         }
@@ -236,6 +243,12 @@ void QemuBackend::Run(RunContext& ctx) {
     }
   } cleanup{this, treeDir_};
   BuildSharedTree(c, treeDir_);
+  // Published ports are bound before the boot: a taken one fails the start.
+  net::NetService net(c, ctx.events);
+  net_ = &net;
+  net.Start();
+  AddonControl addon(ctx.controlFd);
+  addon_ = &addon;
 
   Accel accel = c.accel;
   std::string reason;

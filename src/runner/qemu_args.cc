@@ -4,6 +4,8 @@
 
 #include <sstream>
 
+#include "runner/net/guest_network.h"
+
 namespace krunbox {
 
 std::string QemuOptValue(const std::string& value) {
@@ -46,6 +48,9 @@ std::vector<std::string> QemuArgs(const VmConfig& c, Accel accel, const QemuEndp
       "-chardev", "socket,id=vsock,path=" + QemuOptValue(endpoints.vsockSocket),
       "-device", "vhost-user-vsock-device,chardev=vsock",
   };
+  if (endpoints.network)
+    a.insert(a.end(), {"-netdev", "stream,id=net,addr.type=fd,addr.str=" + std::to_string(kQemuNetFd), "-device",
+                       std::string("virtio-net-device,netdev=net,mac=") + net::GuestMacText()});
   if (accel == Accel::Kvm) a.insert(a.end(), {"-cpu", "host"});
   return a;
 }

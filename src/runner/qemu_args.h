@@ -15,7 +15,11 @@ struct QemuEndpoints {
   std::string consoleFifo;  // base path of the console's .in/.out FIFOs
   std::string fsSocket;     // virtiofsd's vhost-user socket
   std::string vsockSocket;  // vhost-device-vsock's vhost-user socket
+  bool network = false;     // a virtio-net device on kQemuNetFd
 };
+
+// QEMU's descriptor for the guest link of -netdev stream (SpawnHelper's passFd).
+constexpr int kQemuNetFd = 3;
 
 // `tscKhz`: the host's TSC rate, passed to TCG guests so that they never
 // calibrate it against the emulated PIT (which can hang the boot).

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runner/net/guest_network.h"
 
 namespace krunbox {
 namespace {
@@ -174,6 +175,9 @@ GuestConfig GuestConfigFor(const VmConfig& config) {
     m.sizeMiB = t.sizeMiB;
     g.mounts.push_back(m);
   }
+  if (config.network.enabled)
+    g.network = GuestNetwork{IpAddress::V4(net::kGuestIp).ToString(), net::kGuestPrefixLen,
+                             IpAddress::V4(net::kGatewayIp).ToString(), net::kGuestMtu};
   return g;
 }
 

@@ -38,7 +38,7 @@ std::string FileTail(const std::string& path, size_t max) {
   return out;
 }
 
-pid_t SpawnHelper(const std::vector<std::string>& argv, const std::string& logPath) {
+pid_t SpawnHelper(const std::vector<std::string>& argv, const std::string& logPath, int passFd) {
   std::vector<char*> cargv;
   for (const std::string& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);
@@ -49,8 +49,8 @@ pid_t SpawnHelper(const std::vector<std::string>& argv, const std::string& logPa
   rlimit files{};
   getrlimit(RLIMIT_NOFILE, &files);
   files.rlim_cur = files.rlim_max = std::min<rlim_t>(files.rlim_max, kHelperMaxFds);
-  // The runner is single-threaded when it spawns, so fork() is safe; the
-  // child only calls async-signal-safe functions before exec.
+  // The child only calls async-signal-safe functions before exec, so fork()
+  // is safe while the network thread runs.
   const pid_t pid = fork();
   if (pid < 0) ThrowErrno("SPAWN_FAILED", "fork " + argv[0]);
   if (pid == 0) {
@@ -71,7 +71,9 @@ pid_t SpawnHelper(const std::vector<std::string>& argv, const std::string& logPa
     dup2(in, 0);
     dup2(log, 1);
     dup2(log, 2);
-    close_range(3, ~0U, 0);
+    if (passFd == 3) fcntl(3, F_SETFD, 0);
+    else if (passFd >= 0) dup2(passFd, 3);
+    close_range(passFd >= 0 ? 4 : 3, ~0U, 0);
     execv(cargv[0], cargv.data());
     const char msg[] = "krunbox-runner: exec failed\n";
     (void)!write(2, msg, sizeof msg - 1);

@@ -32,10 +32,11 @@ std::string FileTail(const std::string& path, size_t max);
 
 // fork + exec of a helper (VMM, daemons). The child dies with the runner
 // (PR_SET_PDEATHSIG), starts with default signal handling and an empty
-// signal mask, and gets only stdin=/dev/null and stdout+stderr=logPath. Its
-// open files are bounded (RLIMIT_NOFILE, without CAP_SYS_RESOURCE to raise
-// it), since the guest decides how many virtiofsd keeps.
-pid_t SpawnHelper(const std::vector<std::string>& argv, const std::string& logPath);
+// signal mask, and gets only stdin=/dev/null, stdout+stderr=logPath and,
+// when `passFd` is given, that descriptor as fd 3. Its open files are
+// bounded (RLIMIT_NOFILE, without CAP_SYS_RESOURCE to raise it), since the
+// guest decides how many virtiofsd keeps.
+pid_t SpawnHelper(const std::vector<std::string>& argv, const std::string& logPath, int passFd = -1);
 
 // Listening Unix stream socket at `path` (a stale socket file is replaced;
 // any other file there is an error).

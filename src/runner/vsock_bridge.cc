@@ -7,7 +7,6 @@
 namespace krunbox {
 namespace {
 
-constexpr size_t kChunk = 64 * 1024;
 constexpr int kHandshakeMs = 5000;
 
 // Reads one "\n"-terminated reply of at most 64 bytes within the deadline.
@@ -24,53 +23,6 @@ bool ReadHandshakeReply(int fd, std::string& line) {
 }
 
 }  // namespace
-
-Splice::Splice(Fd a, Fd b) : a_(std::move(a)), b_(std::move(b)) {
-  SetNonBlocking(a_.get());
-  SetNonBlocking(b_.get());
-  ab_.from = ba_.to = a_.get();
-  ab_.to = ba_.from = b_.get();
-}
-
-void Splice::AddPollFds(std::vector<pollfd>& fds) const {
-  auto want = [](const Direction& d, int fd) -> short {
-    short ev = 0;
-    if (d.from == fd && !d.eof && d.pending.empty()) ev |= POLLIN;
-    if (d.to == fd && !d.pending.empty()) ev |= POLLOUT;
-    return ev;
-  };
-  fds.push_back({a_.get(), static_cast<short>(want(ab_, a_.get()) | want(ba_, a_.get())), 0});
-  fds.push_back({b_.get(), static_cast<short>(want(ab_, b_.get()) | want(ba_, b_.get())), 0});
-}
-
-bool Splice::PumpOne(Direction& d, short fromEvents) {
-  if (!d.eof && d.pending.empty() && (fromEvents & (POLLIN | POLLHUP | POLLERR))) {
-    char buf[kChunk];
-    ssize_t n = read(d.from, buf, sizeof buf);
-    if (n > 0) {
-      d.pending.assign(buf, static_cast<size_t>(n));
-    } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-      d.eof = true;
-    }
-  }
-  if (!d.pending.empty()) {  // non-blocking: EAGAIN just waits for POLLOUT
-    ssize_t n = write(d.to, d.pending.data(), d.pending.size());
-    if (n > 0) {
-      d.pending.erase(0, static_cast<size_t>(n));
-    } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-      d.pending.clear();
-      d.eof = true;
-    }
-  }
-  if (d.eof && d.pending.empty()) shutdown(d.to, SHUT_WR);
-  return !(d.eof && d.pending.empty());
-}
-
-bool Splice::Pump(const std::vector<pollfd>& fds) {
-  const bool abOpen = PumpOne(ab_, PollEvents(fds, a_.get()));
-  const bool baOpen = PumpOne(ba_, PollEvents(fds, b_.get()));
-  return abOpen || baOpen;
-}
 
 void VsockBridge::AddHostToGuest(uint32_t port, const std::string& listenPath) {
   listeners_.push_back({port, listenPath, ListenUnix(listenPath)});

@@ -10,29 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "common/splice.h"
 #include "runner/util.h"
 
 namespace krunbox {
-
-// Copies bytes both ways between two connected stream sockets, with
-// half-close, without blocking the runner's poll loop.
-class Splice {
- public:
-  Splice(Fd a, Fd b);
-  void AddPollFds(std::vector<pollfd>& fds) const;
-  // Moves what poll() reported; returns false once both directions ended.
-  bool Pump(const std::vector<pollfd>& fds);
-
- private:
-  struct Direction {
-    int from, to;
-    std::string pending;
-    bool eof = false;
-  };
-  bool PumpOne(Direction& d, short fromEvents);
-  Fd a_, b_;
-  Direction ab_, ba_;
-};
 
 class VsockBridge {
  public:

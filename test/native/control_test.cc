@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include "runner/addon_control.h"
 #include "runner/control.h"
 
 using namespace krunbox;
@@ -41,4 +42,19 @@ TEST_CASE("hostile control lines stay in range or are ignored") {
   CHECK_FALSE(u.ready);
   CHECK_FALSE(u.exited);
   CHECK(u.error.empty());
+}
+
+TEST_CASE("control lines from the addon") {
+  CHECK(ParseAddonLine("stop 5000")->graceMs == 5000);
+  CHECK(ParseAddonLine("stop")->graceMs == 0);
+  CHECK(ParseAddonLine("stop -4")->graceMs == 0);
+  const auto v = ParseAddonLine("verdict 42 1");
+  REQUIRE(v);
+  CHECK(v->kind == AddonCommand::Kind::Verdict);
+  CHECK(v->id == 42);
+  CHECK(v->allowed);
+  CHECK_FALSE(ParseAddonLine("verdict 42 0")->allowed);
+  CHECK_FALSE(ParseAddonLine("verdict 42 yes"));
+  CHECK_FALSE(ParseAddonLine("verdict 42"));
+  CHECK_FALSE(ParseAddonLine("stopper"));
 }

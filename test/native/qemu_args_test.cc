@@ -71,3 +71,13 @@ TEST_CASE("the TSC rate comes from the first cpu MHz line") {
   CHECK_FALSE(ParseTscKhz("processor\t: 0\n").has_value());
   CHECK_FALSE(ParseTscKhz("cpu MHz\t\t: 0.5\n").has_value());
 }
+
+TEST_CASE("a VM with a network gets one virtio-net device on the runner's stream socket") {
+  QemuEndpoints withNet = kEndpoints;
+  withNet.network = true;
+  const auto a = QemuArgs(Config(), Accel::Tcg, withNet, std::nullopt);
+  CHECK(After(a, "-netdev") == "stream,id=net,addr.type=fd,addr.str=3");
+  CHECK(After(a, "-device", static_cast<size_t>(std::find(a.begin(), a.end(), "-netdev") - a.begin())) ==
+        "virtio-net-device,netdev=net,mac=52:54:00:6b:62:02");
+  CHECK_FALSE(Has(QemuArgs(Config(), Accel::Tcg, kEndpoints, std::nullopt), "-netdev"));
+}

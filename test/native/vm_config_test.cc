@@ -91,6 +91,56 @@ TEST_CASE("the qemu backend checks its runtime files") {
   CHECK(FieldOf(j) == "kernelPath");
 }
 
+TEST_CASE("network policy, published ports and the forwarder socket survive a round trip") {
+  json j = Base();
+  j["network"] = {{"enabled", true},
+                  {"allow",
+                   {{{"kind", "name"}, {"value", "API.test"}, {"port", 8080}, {"text", "api.test:8080"}},
+                    {{"kind", "suffix"}, {"value", ".pythonhosted.org"}, {"text", "*.pythonhosted.org"}},
+                    {{"kind", "cidr"}, {"value", "203.0.113.0/24"}, {"text", "203.0.113.0/24"}},
+                    {{"kind", "any"}, {"text", "*"}}}},
+                  {"hosts", {{"api.test", {"127.0.0.1", "::1"}}}},
+                  {"askHost", true}};
+  j["ports"] = {{{"hostIp", "127.0.0.1"}, {"hostPort", 0}, {"guestPort", 80}}};
+  j["forwardSocketPath"] = "/tmp/forward.sock";
+  const VmConfig c = VmConfigFromJson(j);
+  CHECK(c.network.enabled);
+  CHECK(c.network.askHost);
+  REQUIRE(c.network.allow.size() == 4);
+  CHECK(c.network.allow[0].name == "api.test");
+  CHECK(c.network.allow[0].port == 8080);
+  CHECK(c.network.allow[1].kind == NetRule::Kind::Suffix);
+  CHECK(c.network.allow[2].cidr.Contains(*IpAddress::Parse("203.0.113.9")));
+  CHECK(c.network.hosts.at("api.test").size() == 2);
+  CHECK(c.ports.at(0).guestPort == 80);
+  const VmConfig again = VmConfigFromJson(VmConfigToJson(c));
+  CHECK(VmConfigToJson(again) == VmConfigToJson(c));
+}
+
+TEST_CASE("bad network and port entries name their field") {
+  auto with = [](const char* key, json value) {
+    json j = Base();
+    j[key] = value;
+    j["forwardSocketPath"] = "/tmp/f.sock";
+    return FieldOf(j);
+  };
+  CHECK(with("network", {{"allow", {{{"kind", "cidr"}, {"value", "10.0.0.0/33"}}}}}) == "network.allow[0].value");
+  CHECK(with("network", {{"deny", {{{"kind", "name"}, {"value", "a b"}}}}}) == "network.deny[0].value");
+  CHECK(with("network", {{"allow", {{{"kind", "suffix"}, {"value", "example.com"}}}}}) == "network.allow[0].value");
+  CHECK(with("network", {{"allow", {{{"kind", "nope"}}}}}) == "network.allow[0].kind");
+  CHECK(with("network", {{"allow", {{{"kind", "any"}, {"port", 0}}}}}) == "network.allow[0].port");
+  CHECK(with("network", {{"hosts", {{"api.test", {"localhost"}}}}}) == "network.hosts.api.test");
+  CHECK(with("ports", {{{"hostIp", "localhost"}, {"hostPort", 1}, {"guestPort", 80}}}) == "ports[0].hostIp");
+  CHECK(with("ports", {{{"hostIp", "127.0.0.1"}, {"hostPort", 8080}, {"guestPort", 80}},
+                       {{"hostIp", "127.0.0.1"}, {"hostPort", 8080}, {"guestPort", 81}}}) == "ports[1].hostPort");
+  json noForwarder = Base();
+  noForwarder["ports"] = {{{"hostIp", "127.0.0.1"}, {"hostPort", 0}, {"guestPort", 80}}};
+  CHECK(FieldOf(noForwarder) == "ports");
+  json reserved = Base();
+  reserved["vsock"] = {{{"port", kForwardPort}, {"socketPath", "/tmp/x.sock"}}};
+  CHECK(FieldOf(reserved) == "vsock[0].port");
+}
+
 TEST_CASE("an unknown or misspelt key is an error naming it, at every level") {
   json j = Base();
   j["memoryMib"] = 512;
