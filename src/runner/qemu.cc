@@ -21,6 +21,7 @@
 #include "runner/console.h"
 #include "runner/control.h"
 #include "runner/qemu_args.h"
+#include "runner/share_filter.h"
 #include "runner/staging.h"
 #include "runner/vsock_bridge.h"
 
@@ -95,6 +96,7 @@ class QemuBackend : public Backend {
   RunDir* dir_ = nullptr;
   std::string treeDir_, fsSock_, vsockVhost_, vsockUds_, consolePath_, consoleFifo_;
   std::vector<pid_t> helpers_;
+  std::vector<sock_filter> shareFilter_;
   Fd signals_;
 };
 
@@ -112,9 +114,7 @@ Attempt QemuBackend::Boot(RunContext& ctx, Accel accel, uint32_t readyTimeoutMs)
   unlink(vsockUds_.c_str());
 
   const std::string fsLog = rd + "/virtiofsd.log", vsockLog = rd + "/vsock.log", qemuLog = rd + "/qemu.log";
-  const pid_t fsd = SpawnHelper({c.virtiofsdPath, "--socket-path=" + fsSock_, "-o", "source=" + treeDir_, "-o",
-                                 "cache=auto", "-o", "announce_submounts"},
-                                fsLog);
+  const pid_t fsd = SpawnHelper(VirtiofsdArgs(c, treeDir_, fsSock_), fsLog, &shareFilter_);
   helpers_.push_back(fsd);
   const pid_t vsd = SpawnHelper(
       {c.vsockDaemonPath, "--vm", "guest-cid=3,socket=" + vsockVhost_ + ",uds-path=" + vsockUds_}, vsockLog);
@@ -234,6 +234,7 @@ void QemuBackend::Run(RunContext& ctx) {
     }
   } cleanup{this, treeDir_};
   BuildSharedTree(c, treeDir_);
+  shareFilter_ = ShareServerFilter();
 
   Accel accel = c.accel;
   std::string reason;

@@ -22,6 +22,11 @@ struct QemuEndpoints {
 std::vector<std::string> QemuArgs(const VmConfig& c, Accel accel, const QemuEndpoints& endpoints,
                                   std::optional<long> tscKhz);
 
+// The share server's command line: the Rust virtiofsd (>= 1.10) exporting
+// `treeDir` on `socket`, without the capabilities to make device nodes or
+// file capabilities (ShareServerFilter refuses those and setuid bits too).
+std::vector<std::string> VirtiofsdArgs(const VmConfig& c, const std::string& treeDir, const std::string& socket);
+
 // The "cpu MHz" of the first CPU in /proc/cpuinfo's text, in kHz.
 std::optional<long> ParseTscKhz(const std::string& cpuinfo);
 

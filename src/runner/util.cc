@@ -10,6 +10,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "runner/share_filter.h"
+
 namespace krunbox {
 
 void ThrowErrno(const std::string& code, const std::string& what) {
@@ -28,7 +30,8 @@ std::string FileTail(const std::string& path, size_t max) {
   return out;
 }
 
-pid_t SpawnHelper(const std::vector<std::string>& argv, const std::string& logPath) {
+pid_t SpawnHelper(const std::vector<std::string>& argv, const std::string& logPath,
+                  const std::vector<sock_filter>* filter) {
   std::vector<char*> cargv;
   for (const std::string& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);
@@ -51,6 +54,11 @@ pid_t SpawnHelper(const std::vector<std::string>& argv, const std::string& logPa
     dup2(log, 1);
     dup2(log, 2);
     close_range(3, ~0U, 0);
+    if (filter && !InstallFilter(*filter)) {
+      const char msg[] = "krunbox-runner: cannot install the seccomp filter\n";
+      (void)!write(2, msg, sizeof msg - 1);
+      _exit(127);
+    }
     execv(cargv[0], cargv.data());
     const char msg[] = "krunbox-runner: exec failed\n";
     (void)!write(2, msg, sizeof msg - 1);

@@ -2,6 +2,7 @@
 // the runner's lifetime, Unix sockets.
 #pragma once
 
+#include <linux/filter.h>
 #include <sys/types.h>
 
 #include <stdexcept>
@@ -33,7 +34,9 @@ std::string FileTail(const std::string& path, size_t max);
 // fork + exec of a helper (VMM, daemons). The child dies with the runner
 // (PR_SET_PDEATHSIG), starts with default signal handling and an empty
 // signal mask, and gets only stdin=/dev/null and stdout+stderr=logPath.
-pid_t SpawnHelper(const std::vector<std::string>& argv, const std::string& logPath);
+// With `filter`, it runs under that seccomp program (or does not run).
+pid_t SpawnHelper(const std::vector<std::string>& argv, const std::string& logPath,
+                  const std::vector<sock_filter>* filter = nullptr);
 
 // Listening Unix stream socket at `path` (a stale socket file is replaced;
 // any other file there is an error).

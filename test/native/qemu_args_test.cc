@@ -71,3 +71,15 @@ TEST_CASE("the TSC rate comes from the first cpu MHz line") {
   CHECK_FALSE(ParseTscKhz("processor\t: 0\n").has_value());
   CHECK_FALSE(ParseTscKhz("cpu MHz\t\t: 0.5\n").has_value());
 }
+
+TEST_CASE("virtiofsd is the Rust one, without the capabilities for device nodes and file capabilities") {
+  VmConfig c = Config();
+  c.virtiofsdPath = "/rt/virtiofsd";
+  const auto a = VirtiofsdArgs(c, "/run/vm-1/fs", "/run/vm-1/fs.sock");
+  CHECK(a[0] == "/rt/virtiofsd");
+  CHECK(Has(a, "--shared-dir=/run/vm-1/fs"));
+  CHECK(Has(a, "--socket-path=/run/vm-1/fs.sock"));
+  CHECK(Has(a, "--sandbox=namespace"));
+  CHECK(Has(a, "--modcaps=-mknod:-setfcap"));
+  CHECK_FALSE(Has(a, "--xattr"));  // no xattrs: no way to set security.capability
+}
