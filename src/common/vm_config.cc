@@ -220,7 +220,7 @@ VmConfig VmConfigFromJson(const json& j) {
   c.accelCachePath = r.String("accelCachePath", "");
   if (c.backend == "qemu") {
     // The kernel, initramfs and both daemons ship in the runtime folder.
-    const runtime = "reinstall krunbox, or run `npm run setup` in a source checkout";
+    const std::string runtime = "reinstall krunbox, or run `npm run setup` in a source checkout";
     RequireFile("kernelPath", c.kernelPath, runtime);
     RequireFile("initrdPath", c.initrdPath, runtime);
     RequireFile("qemuPath", c.qemuPath, "install QEMU: apt-get install qemu-system-x86");
