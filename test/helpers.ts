@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { expect } from "vitest";
 
 export function tempDir(prefix = "krunbox-t-"): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -100,4 +101,48 @@ export function pathWithout(dir: string, banned: (name: string) => boolean): str
       if (!banned(name) && !fs.existsSync(path.join(dir, name))) fs.symlinkSync(path.join(from, name), path.join(dir, name));
   }
   return dir;
+}
+
+// A hostile guest root against the share server (test/share-server.test.ts,
+// test/unprivileged.test.ts).
+
+/** Guest shell lines that try each trick in `dir` and print "name=status". */
+export function attackScript(dir: string): string {
+  return [
+    `cd ${dir}`,
+    "mknod null c 1 3 2>/dev/null; echo mknod-char=$?",
+    "mknod loop b 7 0 2>/dev/null; echo mknod-block=$?",
+    "touch new; chmod 4755 new 2>/dev/null; echo chmod-suid=$?",
+    "chmod 2755 new 2>/dev/null; echo chmod-sgid=$?",
+    "chmod 4755 hostfile 2>/dev/null; echo chmod-suid-host-file=$?",
+    "chown 0:0 new; chmod 6711 new 2>/dev/null; echo chmod-suid-root=$?",
+    "mkfifo fifo; echo mkfifo=$?",
+  ].join("; ");
+}
+
+/** The statuses an attackScript printed, by name. */
+export function statuses(output: string): Record<string, number> {
+  return Object.fromEntries([...output.matchAll(/^([a-z-]+)=(\d+)$/gm)].map((m) => [m[1], Number(m[2])]));
+}
+
+/** What a guest left in a host folder that it must not: device nodes, setuid/setgid files. */
+export function privileged(dir: string): string[] {
+  return fs.readdirSync(dir).filter((name) => {
+    const st = fs.lstatSync(path.join(dir, name));
+    return st.isCharacterDevice() || st.isBlockDevice() || (st.mode & 0o6000) !== 0;
+  });
+}
+
+/** A host folder as the guest finds it: with a root-owned executable. */
+export function hostFolder(dir: string): string {
+  fs.writeFileSync(path.join(dir, "hostfile"), "#!/bin/sh\n", { mode: 0o755 });
+  return dir;
+}
+
+export function expectSpecialFilesRefused(status: Record<string, number>): void {
+  for (const attempt of ["mknod-char", "mknod-block", "chmod-suid", "chmod-sgid", "chmod-suid-host-file", "chmod-suid-root"])
+    expect(status[attempt], attempt).toBeGreaterThan(0);
+  // FIFOs still land: harmless to the kernel; host-side file operations
+  // must refuse anything but regular files and folders.
+  expect(status.mkfifo).toBe(0);
 }
