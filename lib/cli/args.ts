@@ -12,7 +12,7 @@ export const usage = `usage:
   krunbox volume ls
   krunbox volume inspect NAME
   krunbox volume rm [--force] NAME...
-  krunbox doctor`;
+  krunbox doctor [--boot]`;
 
 export function keyValues(list: string[] | undefined, flag: string): Record<string, string> {
   const out: Record<string, string> = {};
