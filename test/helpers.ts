@@ -86,10 +86,12 @@ export function runModule(source: string): Promise<string> {
  * KVM. Needs root.
  */
 export function withoutKvm(...argv: string[]): [string, string[]] {
+  // Its own tools come from the system folders; `argv` runs with the caller's PATH.
   const script =
-    'mount --make-rprivate / && d=$(mktemp -d) && mount -t tmpfs none "$d" && ' +
-    'cp -a /dev/null /dev/zero /dev/random /dev/urandom /dev/fd "$d"/ && mount --bind "$d" /dev && umount "$d" && rmdir "$d" && exec "$0" "$@"';
-  return ["unshare", ["-m", "sh", "-c", script, ...argv]];
+    'p=$PATH; PATH=/usr/sbin:/usr/bin:/sbin:/bin; mount --make-rprivate / && d=$(mktemp -d) && mount -t tmpfs none "$d" && ' +
+    'cp -a /dev/null /dev/zero /dev/random /dev/urandom /dev/fd "$d"/ && mount --bind "$d" /dev && umount "$d" && rmdir "$d" && ' +
+    'PATH=$p && exec "$0" "$@"';
+  return ["/usr/bin/unshare", ["-m", "/bin/sh", "-c", script, ...argv]];
 }
 
 /** A folder of links to every program on PATH except those `banned` says no to (a PATH without compilers, say). */

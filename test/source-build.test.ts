@@ -22,7 +22,6 @@ it("builds the addon with node-gyp when no prebuild matches, and boots a sandbox
   const env = {
     ...process.env,
     PATH: pathWithout(path.join(base, "bin"), (name) => name === "cmake" || name === "cmake-js"),
-    KRUNBOX_VSOCK_DAEMON: path.join(packageRoot, "deps/debian/root/usr/bin/vhost-device-vsock"),
   };
   expect(spawnSync("sh", ["-c", "command -v cmake"], { env }).status).not.toBe(0);
   const app = path.join(base, "app");

@@ -12,8 +12,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 #include <optional>
 
 #include "common/agent_ports.h"
@@ -32,14 +30,6 @@ namespace {
 // PVM-patched kernels) either aborts QEMU at once or never reaches the agent.
 constexpr uint32_t kKvmProbeMs = 15000;
 constexpr int kHelperSocketWaitMs = 5000;
-
-// procfs files report a size of 0, so they are read to the end.
-std::string ReadProcFile(const char* path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 bool KvmUsable() {
   Fd fd(open("/dev/kvm", O_RDWR | O_CLOEXEC));
@@ -95,13 +85,19 @@ class QemuBackend : public Backend {
 
   RunDir* dir_ = nullptr;
   std::string treeDir_, fsSock_, vsockVhost_, vsockUds_, consolePath_, consoleFifo_;
+  int attempts_ = 0;
   std::vector<pid_t> helpers_;
   std::vector<sock_filter> shareFilter_;
   Fd signals_;
 };
 
 void QemuBackend::KillHelpers() {
-  for (pid_t p : helpers_) kill(p, SIGKILL);
+  // virtiofsd serves from a child in its own PID namespace, which ignores
+  // the SIGTERM its parent's death sends it: kill the whole tree.
+  for (pid_t p : helpers_) {
+    for (pid_t d : Descendants(p)) kill(d, SIGKILL);
+    kill(p, SIGKILL);
+  }
   for (pid_t p : helpers_) waitpid(p, nullptr, 0);
   helpers_.clear();
 }
@@ -109,9 +105,12 @@ void QemuBackend::KillHelpers() {
 Attempt QemuBackend::Boot(RunContext& ctx, Accel accel, uint32_t readyTimeoutMs) {
   const VmConfig& c = ctx.config;
   const std::string& rd = dir_->path();
-  unlink(fsSock_.c_str());
-  unlink(vsockVhost_.c_str());
-  unlink(vsockUds_.c_str());
+  // Fresh socket names per attempt: a daemon of the attempt before may
+  // still hold its pid file lock while it exits.
+  const std::string attempt = std::to_string(++attempts_);
+  fsSock_ = rd + "/fs" + attempt + ".sock";
+  vsockVhost_ = rd + "/vsock" + attempt + ".vhost";
+  vsockUds_ = rd + "/v" + attempt + ".sock";
 
   const std::string fsLog = rd + "/virtiofsd.log", vsockLog = rd + "/vsock.log", qemuLog = rd + "/qemu.log";
   const pid_t fsd = SpawnHelper(VirtiofsdArgs(c, treeDir_, fsSock_), fsLog, &shareFilter_);
@@ -220,9 +219,6 @@ void QemuBackend::Run(RunContext& ctx) {
   dir_ = &dir;
   const std::string& rd = dir.path();
   treeDir_ = rd + "/fs";
-  fsSock_ = rd + "/fs.sock";
-  vsockVhost_ = rd + "/vsock.vhost";
-  vsockUds_ = rd + "/v.sock";
   consolePath_ = c.consolePath.empty() ? rd + "/console.log" : c.consolePath;
   consoleFifo_ = rd + "/console";
   struct Cleanup {

@@ -1,5 +1,6 @@
 #include "runner/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -9,6 +10,9 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include <fstream>
+#include <sstream>
 
 #include "runner/share_filter.h"
 
@@ -65,6 +69,30 @@ pid_t SpawnHelper(const std::vector<std::string>& argv, const std::string& logPa
     _exit(127);
   }
   return pid;
+}
+
+std::string ReadProcFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::vector<pid_t> Descendants(pid_t pid) {
+  std::vector<pid_t> found;
+  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = opendir(tasks.c_str());
+  if (!d) return found;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::istringstream children(ReadProcFile(tasks + "/" + e->d_name + "/children"));
+    for (pid_t child; children >> child;) {
+      found.push_back(child);
+      for (pid_t grandchild : Descendants(child)) found.push_back(grandchild);
+    }
+  }
+  closedir(d);
+  return found;
 }
 
 static sockaddr_un UnixAddr(const std::string& path) {

@@ -38,6 +38,12 @@ std::string FileTail(const std::string& path, size_t max);
 pid_t SpawnHelper(const std::vector<std::string>& argv, const std::string& logPath,
                   const std::vector<sock_filter>* filter = nullptr);
 
+// A whole procfs file (they report a size of 0, so FileTail can't read them).
+std::string ReadProcFile(const std::string& path);
+
+// The children of `pid`, their children and so on (from /proc).
+std::vector<pid_t> Descendants(pid_t pid);
+
 // Listening Unix stream socket at `path` (a stale socket file is replaced;
 // any other file there is an error).
 Fd ListenUnix(const std::string& path);
