@@ -70,6 +70,23 @@ export function runDirEntries(): string[] {
   return fs.existsSync(dir) ? fs.readdirSync(dir) : [];
 }
 
+/** A process run to its end without blocking this worker's event loop (what spawnSync would return). */
+export function runAsync(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(command, args, { cwd: options.cwd, env: options.env ?? process.env, timeout: options.timeoutMs ?? 120_000 });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (d) => (stdout += d));
+    p.stderr.on("data", (d) => (stderr += d));
+    p.on("error", reject);
+    p.on("close", (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
 /** Runs an ES module source in a separate Node process; resolves with its trimmed stdout. */
 export function runModule(source: string): Promise<string> {
   return new Promise((resolve) => {
