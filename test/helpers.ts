@@ -135,6 +135,7 @@ export function attackScript(dir: string): string {
     "chmod 2755 new 2>/dev/null; echo chmod-sgid=$?",
     "chmod 4755 hostfile 2>/dev/null; echo chmod-suid-host-file=$?",
     "chown 0:0 new; chmod 6711 new 2>/dev/null; echo chmod-suid-root=$?",
+    "echo more >> hostsuid; echo write-suid=$?",
     "mkfifo fifo; echo mkfifo=$?",
   ].join("; ");
 }
@@ -152,15 +153,22 @@ export function privileged(dir: string): string[] {
   });
 }
 
-/** A host folder as the guest finds it: with a root-owned executable. */
+/**
+ * A host folder as the guest finds it: a root-owned executable, and a
+ * setuid one anybody may write (a write through the share must clear the bit).
+ */
 export function hostFolder(dir: string): string {
   fs.writeFileSync(path.join(dir, "hostfile"), "#!/bin/sh\n", { mode: 0o755 });
+  fs.writeFileSync(path.join(dir, "hostsuid"), "#!/bin/sh\n");
+  fs.chmodSync(path.join(dir, "hostsuid"), 0o4757);
   return dir;
 }
 
 export function expectSpecialFilesRefused(status: Record<string, number>): void {
   for (const attempt of ["mknod-char", "mknod-block", "chmod-suid", "chmod-sgid", "chmod-suid-host-file", "chmod-suid-root"])
     expect(status[attempt], attempt).toBeGreaterThan(0);
+  // Writing a setuid file is allowed, and clears the bit (see privileged()).
+  expect(status["write-suid"]).toBe(0);
   // FIFOs still land: harmless to the kernel; host-side file operations
   // must refuse anything but regular files and folders.
   expect(status.mkfifo).toBe(0);

@@ -52,7 +52,7 @@ std::vector<std::string> QemuArgs(const VmConfig& c, Accel accel, const QemuEndp
 
 std::vector<std::string> VirtiofsdArgs(const VmConfig& c, const std::string& treeDir, const std::string& socket) {
   return {c.virtiofsdPath,       "--socket-path=" + socket, "--shared-dir=" + treeDir, "--cache=auto",
-          "--announce-submounts", "--sandbox=namespace",     "--modcaps=-mknod:-setfcap", "--log-level=warn"};
+          "--announce-submounts", "--sandbox=namespace",     "--modcaps=-mknod:-setfcap:-fsetid", "--log-level=warn"};
 }
 
 }  // namespace krunbox

@@ -72,7 +72,7 @@ TEST_CASE("the TSC rate comes from the first cpu MHz line") {
   CHECK_FALSE(ParseTscKhz("cpu MHz\t\t: 0.5\n").has_value());
 }
 
-TEST_CASE("virtiofsd is the Rust one, without the capabilities for device nodes and file capabilities") {
+TEST_CASE("virtiofsd is the Rust one, without the capabilities for device nodes, file capabilities and keeping setuid bits") {
   VmConfig c = Config();
   c.virtiofsdPath = "/rt/virtiofsd";
   const auto a = VirtiofsdArgs(c, "/run/vm-1/fs", "/run/vm-1/fs.sock");
@@ -80,6 +80,6 @@ TEST_CASE("virtiofsd is the Rust one, without the capabilities for device nodes 
   CHECK(Has(a, "--shared-dir=/run/vm-1/fs"));
   CHECK(Has(a, "--socket-path=/run/vm-1/fs.sock"));
   CHECK(Has(a, "--sandbox=namespace"));
-  CHECK(Has(a, "--modcaps=-mknod:-setfcap"));
+  CHECK(Has(a, "--modcaps=-mknod:-setfcap:-fsetid"));
   CHECK_FALSE(Has(a, "--xattr"));  // no xattrs: no way to set security.capability
 }
