@@ -50,7 +50,7 @@ function versions(): { krunbox: string; kernel: { release: string } } {
 
 function checkQemu(): string {
   const { qemu } = hostPrograms();
-  // What krunbox's QEMU command line needs (QEMU 7.0 and newer have all of it).
+  // What krunbox's QEMU command line needs (tested with QEMU 7.2).
   const missing = [
     ["-machine", "microvm"],
     ["-device", "vhost-user-fs-device"],
@@ -59,7 +59,7 @@ function checkQemu(): string {
     .filter(([flag, name]) => !execFileSync(qemu.path, [flag, "help"], { encoding: "utf8", timeout: 10_000 }).includes(name))
     .map(([, name]) => name);
   if (missing.length)
-    throw new Error(`${qemu.path} lacks ${missing.join(", ")}: krunbox needs QEMU 7.0 or newer built with them (set KRUNBOX_QEMU to another build)`);
+    throw new Error(`${qemu.path} lacks ${missing.join(", ")}: krunbox needs a QEMU built with them (set KRUNBOX_QEMU to another build)`);
   return describe(qemu);
 }
 

@@ -93,12 +93,10 @@ class QemuBackend : public Backend {
 
 void QemuBackend::KillHelpers() {
   // virtiofsd serves from a child in its own PID namespace, which ignores
-  // the SIGTERM its parent's death sends it: kill the whole tree.
-  for (pid_t p : helpers_) {
-    for (pid_t d : Descendants(p)) kill(d, SIGKILL);
-    kill(p, SIGKILL);
-  }
-  for (pid_t p : helpers_) waitpid(p, nullptr, 0);
+  // the SIGTERM its parent's death sends it, and holds the shared folders'
+  // mounts until it has exited: kill whole trees and wait for them, so that
+  // a stopped VM holds nothing (a volume's quota image can be resized).
+  for (pid_t p : helpers_) KillTree(p);
   helpers_.clear();
 }
 

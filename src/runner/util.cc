@@ -5,12 +5,16 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -93,6 +97,23 @@ std::vector<pid_t> Descendants(pid_t pid) {
   }
   closedir(d);
   return found;
+}
+
+void KillTree(pid_t child, int timeoutMs) {
+  std::vector<Fd> exited;  // pidfds: readable once their process has exited
+  for (pid_t d : Descendants(child)) {
+    Fd pidfd(static_cast<int>(syscall(SYS_pidfd_open, d, 0)));
+    if (pidfd.valid()) exited.push_back(std::move(pidfd));
+    kill(d, SIGKILL);
+  }
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  const int64_t deadline = NowMs() + timeoutMs;
+  for (const Fd& pidfd : exited) {
+    pollfd p{pidfd.get(), POLLIN, 0};
+    while (poll(&p, 1, static_cast<int>(std::max<int64_t>(0, deadline - NowMs()))) < 0 && errno == EINTR) {
+    }
+  }
 }
 
 static sockaddr_un UnixAddr(const std::string& path) {

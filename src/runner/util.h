@@ -44,6 +44,11 @@ std::string ReadProcFile(const std::string& path);
 // The children of `pid`, their children and so on (from /proc).
 std::vector<pid_t> Descendants(pid_t pid);
 
+// SIGKILLs `child` (a child of the caller) and all its descendants, reaps
+// it, and returns once every one of them has exited (at most `timeoutMs`):
+// by then their mounts and files are released.
+void KillTree(pid_t child, int timeoutMs = 5000);
+
 // Listening Unix stream socket at `path` (a stale socket file is replaced;
 // any other file there is an error).
 Fd ListenUnix(const std::string& path);
