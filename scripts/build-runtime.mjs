@@ -2,6 +2,8 @@
 // Debian inputs that setup.sh unpacked and what cmake built:
 //   runtime/linux-x64/
 //     krunbox-runner   one process per VM
+//     virtiofsd        the share server (Rust virtiofsd, scripts/build-virtiofsd.mjs)
+//     vhost-device-vsock  the vsock device (Debian sid's binary)
 //     vmlinuz          Debian's cloud kernel
 //     initramfs.cpio   /init = krunbox-agent, plus the virtio-mmio,
 //                      virtio-fs, vsock and overlay modules and their order,
@@ -23,6 +25,10 @@ const debRoot = path.join(root, "deps/debian/root");
 const out = path.join(root, "runtime/linux-x64");
 const built = path.join(root, "build/Release");
 const busybox = "/bin/busybox";
+const virtiofsdDir = path.join(root, "deps/virtiofsd/out");
+const vsockDaemon = path.join(debRoot, "usr/bin/vhost-device-vsock");
+// Everything on the host side must run on Debian 12, Ubuntu 22.04 and Fedora 36.
+const maxGlibc = "2.34";
 // What the agent needs before it can reach the host and its files.
 const wantedModules = ["virtio_mmio", "virtiofs", "vmw_vsock_virtio_transport", "overlay"];
 // ...and what a VM with a network needs on top.
@@ -48,6 +54,8 @@ for (const [file, remedy] of [
   [path.join(built, "krunbox-agent"), "run `npm run setup` to build the agent"],
   [path.join(built, "krunbox-runner"), "run `npm run setup` to build the runner"],
   [busybox, "apt-get install busybox-static"],
+  [path.join(virtiofsdDir, "virtiofsd"), "run `npm run setup` to build virtiofsd"],
+  [vsockDaemon, "run `npm run setup` to fetch vhost-device-vsock"],
 ]) {
   if (!fs.existsSync(file)) fail(`${file} is missing: ${remedy}`);
 }
@@ -109,11 +117,30 @@ install(kernel, "vmlinuz");
 install(path.join(built, "krunbox-runner"), "krunbox-runner", 0o755);
 install(path.join(built, "krunbox-agent"), "krunbox-agent", 0o755);
 install(busybox, "busybox", 0o755);
+install(path.join(virtiofsdDir, "virtiofsd"), "virtiofsd", 0o755);
+install(vsockDaemon, "vhost-device-vsock", 0o755);
+// The newest glibc symbol version each host program needs.
+const glibcOf = (file) =>
+  [...execFileSync("objdump", ["-T", file], { encoding: "utf8", maxBuffer: 64 << 20 }).matchAll(/GLIBC_([0-9.]+)/g)]
+    .map((m) => m[1])
+    .sort((a, b) => a.localeCompare(b, undefined, { numeric: true }))
+    .at(-1);
+const glibc = {};
+for (const program of ["krunbox-runner", "virtiofsd", "vhost-device-vsock"]) {
+  glibc[program] = glibcOf(path.join(tmp, program));
+  if (glibc[program].localeCompare(maxGlibc, undefined, { numeric: true }) > 0)
+    fail(`${program} needs glibc ${glibc[program]}, newer than the ${maxGlibc} krunbox supports`);
+}
 const applets = execFileSync(busybox, ["--list-full"]).toString().split("\n").filter(Boolean);
 fs.writeFileSync(path.join(tmp, "busybox.applets"), applets.join("\n") + "\n");
 
 const pkg = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8"));
 const dpkgVersion = (name) => execFileSync("dpkg-query", ["-W", "-f=${Version}", name]).toString();
+// An unpacked (not installed) package's version, from its changelog's first line.
+const unpackedVersion = (name) =>
+  /\(([^)]+)\)/.exec(execFileSync("zcat", [path.join(debRoot, "usr/share/doc", name, "changelog.Debian.gz")]).toString())[1];
+const virtiofsdVersion = fs.readFileSync(path.join(virtiofsdDir, "version"), "utf8").trim();
+const vsockVersion = unpackedVersion("vhost-device-vsock");
 const image = createHash("sha256");
 for (const f of ["krunbox-agent", "busybox", "busybox.applets"]) image.update(fs.readFileSync(path.join(tmp, f)));
 fs.writeFileSync(
@@ -123,6 +150,9 @@ fs.writeFileSync(
       krunbox: pkg.version,
       kernel: { release, package: `linux-image-${release}`, source: "Debian source package linux" },
       busybox: dpkgVersion("busybox-static"),
+      virtiofsd: virtiofsdVersion,
+      "vhost-device-vsock": `${vsockVersion} (Debian sid's vhost-device-vsock)`,
+      glibc,
       image: image.digest("hex").slice(0, 16),
     },
     null,
@@ -140,11 +170,15 @@ const docs = [
   ["/usr/share/doc/nlohmann-json3-dev/copyright", "nlohmann-json.copyright"],
   ["/usr/share/common-licenses/GPL-2", "GPL-2.0.txt"],
   ["/usr/share/common-licenses/LGPL-2.1", "LGPL-2.1.txt"],
+  ["/usr/share/common-licenses/Apache-2.0", "Apache-2.0.txt"],
+  [path.join(debRoot, "usr/share/doc/vhost-device-vsock/copyright"), "vhost-device-vsock.copyright"],
+  [path.join(debRoot, "usr/share/doc/libseccomp-dev/copyright"), "libseccomp.copyright"],
 ];
 for (const [from, name] of docs) {
   if (!fs.existsSync(from)) fail(`${from} is missing (license text to bundle)`);
   fs.copyFileSync(from, path.join(licenses, name));
 }
+fs.cpSync(path.join(virtiofsdDir, "licenses"), path.join(licenses, "virtiofsd"), { recursive: true });
 fs.writeFileSync(
   path.join(licenses, "README"),
   `What this runtime folder bundles, and where its source is:
@@ -158,7 +192,19 @@ fs.writeFileSync(
   Apache-2.0, source in this package (src/). The agent is linked statically
   with the GNU C Library, LGPL-2.1-or-later (LGPL-2.1.txt, glibc.copyright):
   its source (apt-get source glibc) and krunbox's sources let you relink it.
-  Both include nlohmann/json, MIT (nlohmann-json.copyright).
+  Both include nlohmann/json, MIT (nlohmann-json.copyright). The runner is
+  linked statically with libseccomp ${unpackedVersion("libseccomp-dev")}, LGPL-2.1
+  (libseccomp.copyright; source: apt-get source libseccomp).
+- virtiofsd: ${virtiofsdVersion}, Apache-2.0 AND BSD-3-Clause, built by
+  krunbox's scripts/build-virtiofsd.mjs from Debian's librust-*-dev crate
+  sources; it links the crates listed in virtiofsd/ (one copyright file
+  each, MIT and/or Apache-2.0 and others as they say) and, statically,
+  libseccomp and libcap-ng (LGPL-2.1; virtiofsd/libseccomp.copyright,
+  virtiofsd/libcap-ng.copyright; source: apt-get source libseccomp libcap-ng).
+  Source: apt-get source rust-virtiofsd, and each crate's rust-<name> package.
+- vhost-device-vsock: ${vsockVersion}, Apache-2.0 AND BSD-3-Clause
+  (vhost-device-vsock.copyright), the binary of Debian's package
+  vhost-device-vsock. Source: apt-get source rust-vhost-device-vsock.
 `,
 );
 

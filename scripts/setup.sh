@@ -3,13 +3,17 @@
 # addon, the runner, the guest agent, the initramfs and the default root.
 # Idempotent: run it again at any time (`npm run setup`). `npm ci` runs it.
 #
-#   from bookworm (apt-get install): qemu-system-x86 (QEMU + the C virtiofsd),
-#       busybox-static, cpio, kmod, nlohmann-json3-dev, doctest-dev and skopeo (tests)
-#   from bookworm (apt-get download + dpkg -x): docker-registry (tests)
-#   from bookworm (apt-get download + dpkg -x): linux-image-*-cloud-amd64
-#   from sid (apt-get download + dpkg -x): vhost-device-vsock
-# Downloads land in deps/debian/ (git-ignored); nothing from testing or
-# unstable is ever installed system-wide.
+#   from bookworm (apt-get install): qemu-system-x86, busybox-static, cpio,
+#       kmod, nlohmann-json3-dev, doctest-dev and skopeo (tests)
+#   from bookworm (apt-get download + dpkg -x): docker-registry (tests),
+#       linux-image-*-cloud-amd64, libseccomp-dev and libcap-ng-dev (static
+#       libraries for the runner and virtiofsd)
+#   from sid (apt-get download + dpkg -x): vhost-device-vsock (shipped)
+#   from trixie (apt-get download + dpkg -x): the librust-*-dev crate sources
+#       that scripts/build-virtiofsd.mjs builds virtiofsd from (shipped)
+# Downloads land in deps/ (git-ignored); nothing from testing or unstable is
+# ever installed system-wide. Needs root (or passwordless sudo) for apt and
+# rustup's cargo for virtiofsd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -21,7 +25,7 @@ die() { printf 'krunbox setup: error: %s\n' "$*" >&2; exit 1; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@" 2>/dev/null || return 1; fi; }
 
 [ "$(uname -m)" = x86_64 ] || die "only x86_64 Linux hosts are supported for now (found $(uname -m))"
-command -v apt-get >/dev/null || die "this setup needs a Debian/Ubuntu host with apt-get; on other distributions install QEMU, virtiofsd and vhost-device-vsock yourself and see the README"
+command -v apt-get >/dev/null || die "this setup needs a Debian/Ubuntu host with apt-get (to build krunbox from source); to use krunbox, install the npm package"
 
 # --- apt sources: other suites pinned low, so nothing from them is chosen by default
 EXTRA_SOURCES=/etc/apt/sources.list.d/krunbox-extra.sources
@@ -103,10 +107,19 @@ KPKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: li
 fetch "$KPKG"
 echo "${KPKG#linux-image-}" > "$DEB/kernel-release"
 
-# vhost-device-vsock exists only in sid; its binary needs just libc >= 2.34.
+# vhost-device-vsock exists only in sid; its binary needs just libc >= 2.34
+# and ships in the runtime folder.
 fetch vhost-device-vsock sid
 "$DEB/root/usr/bin/vhost-device-vsock" --version >/dev/null \
   || die "vhost-device-vsock from sid does not run on this host (needs glibc >= 2.34)"
+
+# Static C libraries: the runner's seccomp filter, and virtiofsd's -sys crates.
+fetch libseccomp-dev
+fetch libcap-ng-dev
+
+# The Rust virtiofsd, built offline from trixie's crate sources (cached in deps/virtiofsd/out).
+apt-cache show librust-virtiofsd-dev >/dev/null 2>&1 || { APT_UPDATED=; apt_update; }
+node scripts/build-virtiofsd.mjs
 
 # The image tests' registry; unpacked rather than installed, so that no
 # registry service starts on the host.

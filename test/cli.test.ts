@@ -3,7 +3,6 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { expect, it } from "vitest";
-import { withoutKvm } from "./helpers.js";
 
 const cli = path.join(import.meta.dirname, "../bin/krunbox.js");
 
@@ -22,21 +21,6 @@ it("krunbox run rejects bad options with a message naming the field", () => {
   const r = spawnSync(process.execPath, [cli, "run", "--cpus", "0", "--", "true"], { encoding: "utf8", timeout: 60_000 });
   expect(r.status).toBe(125);
   expect(r.stderr).toMatch(/cpus/);
-});
-
-it("krunbox doctor checks the host and says what it found", () => {
-  const r = spawnSync(process.execPath, [cli, "doctor"], { encoding: "utf8", timeout: 60_000 });
-  expect(r.stdout).toMatch(/^ok {4}qemu backend: .*qemu-system-x86_64/m);
-  expect(r.stdout).toMatch(/^(ok|WARN) {2,4}kvm: /m);
-  expect(r.stdout).not.toMatch(/^FAIL/m);
-  expect(r.status).toBe(0);
-});
-
-it("krunbox doctor passes without /dev/kvm: no KVM is a warning, since QEMU runs guests under TCG", () => {
-  const r = spawnSync(...withoutKvm(process.execPath, cli, "doctor"), { encoding: "utf8", timeout: 60_000 });
-  expect(r.stdout).toMatch(/^WARN  kvm: \/dev\/kvm does not exist, so QEMU runs guests under TCG/m);
-  expect(r.stdout).not.toMatch(/^FAIL/m);
-  expect(r.status).toBe(0);
 });
 
 it("krunbox run mounts volumes, and krunbox volume manages named ones", () => {

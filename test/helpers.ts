@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { expect } from "vitest";
 
 export function tempDir(prefix = "krunbox-t-"): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -69,6 +70,23 @@ export function runDirEntries(): string[] {
   return fs.existsSync(dir) ? fs.readdirSync(dir) : [];
 }
 
+/** A process run to its end without blocking this worker's event loop (what spawnSync would return). */
+export function runAsync(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(command, args, { cwd: options.cwd, env: options.env ?? process.env, timeout: options.timeoutMs ?? 120_000 });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (d) => (stdout += d));
+    p.stderr.on("data", (d) => (stderr += d));
+    p.on("error", reject);
+    p.on("close", (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
 /**
  * Runs an ES module source in a separate Node process; resolves with its
  * trimmed stdout (what it printed before `timeoutMs`, if it is killed then).
@@ -88,10 +106,12 @@ export function runModule(source: string, timeoutMs?: number): Promise<string> {
  * KVM. Needs root.
  */
 export function withoutKvm(...argv: string[]): [string, string[]] {
+  // Its own tools come from the system folders; `argv` runs with the caller's PATH.
   const script =
-    'mount --make-rprivate / && d=$(mktemp -d) && mount -t tmpfs none "$d" && ' +
-    'cp -a /dev/null /dev/zero /dev/random /dev/urandom /dev/fd "$d"/ && mount --bind "$d" /dev && umount "$d" && rmdir "$d" && exec "$0" "$@"';
-  return ["unshare", ["-m", "sh", "-c", script, ...argv]];
+    'p=$PATH; PATH=/usr/sbin:/usr/bin:/sbin:/bin; mount --make-rprivate / && d=$(mktemp -d) && mount -t tmpfs none "$d" && ' +
+    'cp -a /dev/null /dev/zero /dev/random /dev/urandom /dev/fd "$d"/ && mount --bind "$d" /dev && umount "$d" && rmdir "$d" && ' +
+    'PATH=$p && exec "$0" "$@"';
+  return ["/usr/bin/unshare", ["-m", "/bin/sh", "-c", script, ...argv]];
 }
 
 /** A folder of links to every program on PATH except those `banned` says no to (a PATH without compilers, say). */
@@ -121,4 +141,56 @@ export function listTree(dir: string, describe: (rel: string, st: fs.Stats, full
   };
   walk(dir);
   return out;
+}
+
+// A hostile guest root against the share server (test/share-server.test.ts,
+// test/unprivileged.test.ts).
+
+/** Guest shell lines that try each trick in `dir` and print "name=status". */
+export function attackScript(dir: string): string {
+  return [
+    `cd ${dir}`,
+    "mknod null c 1 3 2>/dev/null; echo mknod-char=$?",
+    "mknod loop b 7 0 2>/dev/null; echo mknod-block=$?",
+    "touch new; chmod 4755 new 2>/dev/null; echo chmod-suid=$?",
+    "chmod 2755 new 2>/dev/null; echo chmod-sgid=$?",
+    "chmod 4755 hostfile 2>/dev/null; echo chmod-suid-host-file=$?",
+    "chown 0:0 new; chmod 6711 new 2>/dev/null; echo chmod-suid-root=$?",
+    "echo more >> hostsuid; echo write-suid=$?",
+    "mkfifo fifo; echo mkfifo=$?",
+  ].join("; ");
+}
+
+/** The statuses an attackScript printed, by name. */
+export function statuses(output: string): Record<string, number> {
+  return Object.fromEntries([...output.matchAll(/^([a-z-]+)=(\d+)$/gm)].map((m) => [m[1], Number(m[2])]));
+}
+
+/** What a guest left in a host folder that it must not: device nodes, setuid/setgid files. */
+export function privileged(dir: string): string[] {
+  return fs.readdirSync(dir).filter((name) => {
+    const st = fs.lstatSync(path.join(dir, name));
+    return st.isCharacterDevice() || st.isBlockDevice() || (st.mode & 0o6000) !== 0;
+  });
+}
+
+/**
+ * A host folder as the guest finds it: a root-owned executable, and a
+ * setuid one anybody may write (a write through the share must clear the bit).
+ */
+export function hostFolder(dir: string): string {
+  fs.writeFileSync(path.join(dir, "hostfile"), "#!/bin/sh\n", { mode: 0o755 });
+  fs.writeFileSync(path.join(dir, "hostsuid"), "#!/bin/sh\n");
+  fs.chmodSync(path.join(dir, "hostsuid"), 0o4757);
+  return dir;
+}
+
+export function expectSpecialFilesRefused(status: Record<string, number>): void {
+  for (const attempt of ["mknod-char", "mknod-block", "chmod-suid", "chmod-sgid", "chmod-suid-host-file", "chmod-suid-root"])
+    expect(status[attempt], attempt).toBeGreaterThan(0);
+  // Writing a setuid file is allowed, and clears the bit (see privileged()).
+  expect(status["write-suid"]).toBe(0);
+  // FIFOs still land: harmless to the kernel; host-side file operations
+  // must refuse anything but regular files and folders.
+  expect(status.mkfifo).toBe(0);
 }

@@ -6,9 +6,9 @@ import fs from "node:fs";
 import path from "node:path";
 import { expect, it } from "vitest";
 import { packageRoot } from "../lib/vm/runtime.js";
-import { pathWithout, tempDir } from "./helpers.js";
+import { pathWithout, runAsync, tempDir } from "./helpers.js";
 
-it("builds the addon with node-gyp when no prebuild matches, and boots a sandbox with it", () => {
+it("builds the addon with node-gyp when no prebuild matches, and boots a sandbox with it", async () => {
   const base = tempDir("krunbox-gyp-");
   const packed = JSON.parse(
     execFileSync("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", base], { cwd: packageRoot, encoding: "utf8" }),
@@ -22,17 +22,18 @@ it("builds the addon with node-gyp when no prebuild matches, and boots a sandbox
   const env = {
     ...process.env,
     PATH: pathWithout(path.join(base, "bin"), (name) => name === "cmake" || name === "cmake-js"),
-    KRUNBOX_VSOCK_DAEMON: path.join(packageRoot, "deps/debian/root/usr/bin/vhost-device-vsock"),
   };
   expect(spawnSync("sh", ["-c", "command -v cmake"], { env }).status).not.toBe(0);
   const app = path.join(base, "app");
   fs.mkdirSync(app);
   fs.writeFileSync(path.join(app, "package.json"), JSON.stringify({ name: "app", private: true, type: "module" }));
-  execFileSync("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", path.join(base, "source-only.tgz")], {
+  // Asynchronously: a build of a minute or more must not block the test worker.
+  const install = await runAsync("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", path.join(base, "source-only.tgz")], {
     cwd: app,
     env,
-    stdio: "inherit",
+    timeoutMs: 300_000,
   });
+  expect(install.status, install.stderr).toBe(0);
   const installed = path.join(app, "node_modules/krunbox");
   expect(fs.existsSync(path.join(installed, "build/Release/krunbox.node"))).toBe(true);
   expect(fs.existsSync(path.join(installed, "prebuilds"))).toBe(false);
@@ -52,7 +53,7 @@ try {
 }
 `,
   );
-  const r = spawnSync("node", ["main.js"], { cwd: app, env, encoding: "utf8", timeout: 120_000 });
+  const r = await runAsync("node", ["main.js"], { cwd: app, env });
   expect(r.stderr).toBe("");
   expect(r.stdout).toBe(`${path.join(installed, "build/Release/krunbox.node")}\nbuilt-42\n`);
   fs.rmSync(base, { recursive: true, force: true });

@@ -5,7 +5,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { expect, it } from "vitest";
 import { packageRoot } from "../lib/vm/runtime.js";
-import { tempDir } from "./helpers.js";
+import { attackScript, expectSpecialFilesRefused, hostFolder, privileged, statuses, tempDir } from "./helpers.js";
 
 const nobody = 65534;
 
@@ -13,12 +13,13 @@ it.runIf(process.getuid?.() === 0)("runs a sandbox with a read-write volume as a
   const dir = tempDir();
   const data = path.join(dir, "data");
   fs.mkdirSync(data);
+  hostFolder(data); // with a root-owned file the guest must not make setuid
   fs.chownSync(dir, nobody, nobody);
   fs.chownSync(data, nobody, nobody);
   // A copy of the package, so the user can read it wherever this checkout is.
   const pkg = path.join(dir, "krunbox");
   const deps = Object.keys(JSON.parse(fs.readFileSync(path.join(packageRoot, "package.json"), "utf8")).dependencies);
-  for (const part of ["package.json", "dist", "prebuilds", "runtime", "deps/debian/root/usr/bin", ...deps.map((d) => `node_modules/${d}`)])
+  for (const part of ["package.json", "dist", "prebuilds", "runtime", ...deps.map((d) => `node_modules/${d}`)])
     fs.cpSync(path.join(packageRoot, part), path.join(pkg, part), { recursive: true });
   const script = path.join(dir, "main.mjs");
   fs.writeFileSync(
@@ -26,7 +27,7 @@ it.runIf(process.getuid?.() === 0)("runs a sandbox with a read-write volume as a
     `import { Sandbox } from ${JSON.stringify(path.join(pkg, "dist/index.js"))};
 const sb = await Sandbox.create({ volumes: [${JSON.stringify(`${data}:/data`)}] });
 try {
-  const r = await sb.exec("sh", ["-c", "id -u; echo from-guest > /data/out"]);
+  const r = await sb.exec("sh", ["-c", "id -u; echo from-guest > /data/out; " + ${JSON.stringify(attackScript("/data"))}]);
   process.stdout.write(r.stdout);
 } finally {
   await sb.stop();
@@ -39,7 +40,10 @@ try {
     env: { ...process.env, HOME: dir, KRUNBOX_HOME: path.join(dir, "home"), KRUNBOX_RUN_DIR: path.join(dir, "run") },
   });
   expect(r.stderr).toBe("");
-  expect(r.stdout).toBe("0\n");
+  expect(r.stdout.split("\n")[0]).toBe("0");
   expect(fs.readFileSync(path.join(data, "out"), "utf8")).toBe("from-guest\n");
   expect(fs.statSync(path.join(data, "out")).uid).toBe(nobody); // guest root is the user, not host root
+  // Not even setuid-nobody: the share server refuses the bits for any owner.
+  expectSpecialFilesRefused(statuses(r.stdout));
+  expect(privileged(data)).toEqual([]);
 });

@@ -70,7 +70,12 @@ it("enforces a volume quota outside the guest, for guests and host-side writes a
     await expect(vol.setQuota(64)).rejects.toMatchObject({ code: "ERR_KRUNBOX_VOLUME_IN_USE" });
   }
   await expect(vol.setQuota(16)).rejects.toMatchObject({ field: "quotaMiB" }); // 20 MiB stored
-  await vol.setQuota(64);
+  {
+    // A sandbox that starts copies the host's mounts into its runner's
+    // namespace, this volume's too: the resize must not leave it stale.
+    await using bystander = await Sandbox.create();
+    await vol.setQuota(64);
+  }
   expect((await Volume.get("quota")).info.quotaMiB).toBe(64);
   {
     await using sb = await Sandbox.create({ volumes: ["quota:/q"] });

@@ -13,7 +13,7 @@ export const usage = `usage:
   krunbox volume ls
   krunbox volume inspect NAME
   krunbox volume rm [--force] NAME...
-  krunbox doctor
+  krunbox doctor [--boot]
   krunbox mcp [--allow-bind DIR[:ro]]... [--max-sandboxes N] [--max-memory MiB] [--idle-timeout SECONDS]
               [--max-output BYTES] [--python-image REF] [--node-image REF]`;
 

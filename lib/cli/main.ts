@@ -11,7 +11,7 @@ export async function main(argv: string[]): Promise<number> {
     if (argv[0] === "run") return await run(argv.slice(1));
     if (argv[0] === "volume") return await volume(argv.slice(1));
     if (argv[0] === "image") return await image(argv.slice(1));
-    if (argv[0] === "doctor") return doctor();
+    if (argv[0] === "doctor" && argv.slice(1).every((a) => a === "--boot")) return await doctor({ boot: argv.includes("--boot") });
     // Loaded on demand: the MCP SDK is big, and only this command needs it.
     if (argv[0] === "mcp") return await (await import("./mcp.js")).mcp(argv.slice(1));
     console.error(usage);

@@ -1,4 +1,5 @@
 // Where krunbox finds its own build outputs and the VMM programs.
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
@@ -75,8 +76,73 @@ function onPath(name: string): string | undefined {
   return undefined;
 }
 
-function firstExisting(candidates: (string | undefined)[]): string | undefined {
-  return candidates.find((f): f is string => !!f && fs.existsSync(f));
+/** A program the qemu backend runs, and where krunbox found it. */
+export interface HostProgram {
+  path: string;
+  /** "bundled" (the runtime folder), "PATH", or the variable that named it. */
+  from: "bundled" | "PATH" | "KRUNBOX_QEMU" | "KRUNBOX_VIRTIOFSD" | "KRUNBOX_VSOCK_DAEMON";
+}
+
+export interface HostPrograms {
+  qemu: HostProgram;
+  virtiofsd: HostProgram;
+  vsockDaemon: HostProgram;
+}
+
+/** A KRUNBOX_* override, which must name an existing program. */
+function override(variable: "KRUNBOX_QEMU" | "KRUNBOX_VIRTIOFSD" | "KRUNBOX_VSOCK_DAEMON"): HostProgram | undefined {
+  const file = process.env[variable];
+  if (!file) return undefined;
+  if (!fs.existsSync(file)) throw new VmmNotFoundError(`${variable} is set to ${file}, which does not exist: fix it or unset it`);
+  return { path: file, from: variable };
+}
+
+// virtiofsd versions already checked, by path.
+const rustVirtiofsd = new Set<string>();
+
+/**
+ * krunbox drives the Rust virtiofsd's command line. A system copy named by
+ * KRUNBOX_VIRTIOFSD must be one: the C virtiofsd of QEMU <= 8.0 has no
+ * capability control krunbox relies on.
+ */
+function requireRustVirtiofsd(file: string): void {
+  if (rustVirtiofsd.has(file)) return;
+  let version = "";
+  try {
+    version = execFileSync(file, ["--version"], { encoding: "utf8", timeout: 5000, stdio: ["ignore", "pipe", "pipe"] });
+  } catch {
+    // reported below
+  }
+  if (!/^virtiofsd [1-9]\d*\./.test(version))
+    throw new VmmNotFoundError(
+      `KRUNBOX_VIRTIOFSD is set to ${file}` +
+        (version ? ` (${version.split("\n")[0].trim()})` : "") +
+        ", which is not the Rust virtiofsd (version 1.x) krunbox needs (the C virtiofsd that came with QEMU 7.2 and older " +
+        "is not supported): point it at the Rust virtiofsd, or unset it to use the one krunbox ships",
+    );
+  rustVirtiofsd.add(file);
+}
+
+/**
+ * QEMU from the system (KRUNBOX_QEMU, else PATH); virtiofsd and
+ * vhost-device-vsock from the runtime folder unless KRUNBOX_VIRTIOFSD /
+ * KRUNBOX_VSOCK_DAEMON name system copies.
+ */
+export function hostPrograms(): HostPrograms {
+  const fromPath = onPath("qemu-system-x86_64");
+  const qemu: HostProgram | undefined = override("KRUNBOX_QEMU") ?? (fromPath ? { path: fromPath, from: "PATH" } : undefined);
+  if (!qemu)
+    throw new VmmNotFoundError(
+      "qemu-system-x86_64 not found. Install it: Debian/Ubuntu `apt-get install qemu-system-x86`, " +
+        "Fedora `dnf install qemu-system-x86-core`, Arch `pacman -S qemu-base`; or set KRUNBOX_QEMU.",
+    );
+  const { dir } = runtimePaths();
+  const virtiofsd = override("KRUNBOX_VIRTIOFSD") ?? { path: path.join(dir, "virtiofsd"), from: "bundled" };
+  if (virtiofsd.from !== "bundled") requireRustVirtiofsd(virtiofsd.path);
+  const vsockDaemon = override("KRUNBOX_VSOCK_DAEMON") ?? { path: path.join(dir, "vhost-device-vsock"), from: "bundled" };
+  for (const p of [virtiofsd, vsockDaemon])
+    if (!fs.existsSync(p.path)) throw new RuntimeNotBuiltError(`${p.path} is missing from krunbox's runtime folder: reinstall krunbox`);
+  return { qemu, virtiofsd, vsockDaemon };
 }
 
 export interface QemuPrograms {
@@ -85,39 +151,10 @@ export interface QemuPrograms {
   vsockDaemonPath: string;
 }
 
-/** Finds QEMU and its two vhost-user daemons, or says which package to install. */
+/** The three programs' paths, as the runner's config takes them. */
 export function qemuPrograms(): QemuPrograms {
-  const qemuPath = firstExisting([process.env.KRUNBOX_QEMU, onPath("qemu-system-x86_64")]);
-  if (!qemuPath)
-    throw new VmmNotFoundError(
-      "qemu-system-x86_64 not found. Install it: Debian/Ubuntu `apt-get install qemu-system-x86`, " +
-        "Fedora `dnf install qemu-system-x86-core`, Arch `pacman -S qemu-base`; or set KRUNBOX_QEMU.",
-    );
-  const virtiofsdPath = firstExisting([
-    process.env.KRUNBOX_VIRTIOFSD,
-    "/usr/libexec/virtiofsd",
-    "/usr/lib/virtiofsd",
-    "/usr/lib/qemu/virtiofsd",
-    onPath("virtiofsd"),
-  ]);
-  if (!virtiofsdPath)
-    throw new VmmNotFoundError(
-      "virtiofsd not found. Install it: Debian 12 `apt-get install qemu-system-common`, newer Debian/Ubuntu " +
-        "`apt-get install virtiofsd`, Fedora `dnf install virtiofsd`, Arch `pacman -S virtiofsd`; or set KRUNBOX_VIRTIOFSD.",
-    );
-  const vsockDaemonPath = firstExisting([
-    process.env.KRUNBOX_VSOCK_DAEMON,
-    path.join(packageRoot, "deps/debian/root/usr/bin/vhost-device-vsock"),
-    onPath("vhost-device-vsock"),
-  ]);
-  if (!vsockDaemonPath)
-    throw new VmmNotFoundError(
-      "vhost-device-vsock not found. Run `npm run setup` (it fetches Debian's package), or install it: " +
-        "Debian sid/Ubuntu `apt-get install vhost-device-vsock`, Fedora `dnf install vhost-device-vsock`, " +
-        "Arch: the AUR package vhost-device-vsock; " +
-        "or set KRUNBOX_VSOCK_DAEMON.",
-    );
-  return { qemuPath, virtiofsdPath, vsockDaemonPath };
+  const p = hostPrograms();
+  return { qemuPath: p.qemu.path, virtiofsdPath: p.virtiofsd.path, vsockDaemonPath: p.vsockDaemon.path };
 }
 
 /** Where the result of an automatic KVM probe is remembered for this host kernel. */

@@ -65,6 +65,15 @@ async function withMountLock<T>(dir: string, fn: () => T): Promise<T> {
   }
 }
 
+function mountPoint(dir: string): boolean {
+  try {
+    execFileSync("mountpoint", ["-q", dir], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function mountNow(dir: string): void {
   const { img, data } = paths(dir);
   run("mount", ["-t", "ext4", "-o", "loop,nosuid,nodev", img, data]);
@@ -104,13 +113,24 @@ export async function ensureMounted(dir: string): Promise<void> {
   if (isMounted(dir)) return;
   requireRoot();
   await withMountLock(dir, () => {
-    if (!isMounted(dir)) mountNow(dir);
+    if (isMounted(dir)) return;
+    // Every VM runner copies the host's mounts into its own namespace. An
+    // unmount reaches those copies only from under a shared mount, so the
+    // volume folder becomes one (a bind mount of itself) first: a resize or
+    // a removal never leaves the image mounted in another VM's runner.
+    if (!mountPoint(dir)) {
+      run("mount", ["--bind", dir, dir]);
+      run("mount", ["--make-shared", dir]);
+    }
+    mountNow(dir);
   });
 }
 
 export async function unmount(dir: string): Promise<void> {
   await withMountLock(dir, () => {
     if (isMounted(dir)) run("umount", [paths(dir).data]);
+    // Lazily: the volume's lock files, open right now, live in it.
+    if (mountPoint(dir)) run("umount", ["-l", dir]);
   });
 }
 

@@ -324,12 +324,13 @@ VmConfig VmConfigFromJson(const json& j) {
   c.libkrunPath = r.String("libkrunPath", "");
   c.accelCachePath = r.String("accelCachePath", "");
   if (c.backend == "qemu") {
-    const std::string setup = "run `npm run setup` (scripts/setup.sh) to fetch and build the guest";
-    RequireFile("kernelPath", c.kernelPath, setup);
-    RequireFile("initrdPath", c.initrdPath, setup);
+    // The kernel, initramfs and both daemons ship in the runtime folder.
+    const std::string runtime = "reinstall krunbox, or run `npm run setup` in a source checkout";
+    RequireFile("kernelPath", c.kernelPath, runtime);
+    RequireFile("initrdPath", c.initrdPath, runtime);
     RequireFile("qemuPath", c.qemuPath, "install QEMU: apt-get install qemu-system-x86");
-    RequireFile("virtiofsdPath", c.virtiofsdPath, "install virtiofsd: apt-get install qemu-system-common (Debian 12)");
-    RequireFile("vsockDaemonPath", c.vsockDaemonPath, "run `npm run setup` to fetch vhost-device-vsock");
+    RequireFile("virtiofsdPath", c.virtiofsdPath, runtime);
+    RequireFile("vsockDaemonPath", c.vsockDaemonPath, runtime);
   }
   r.RejectUnknown();
   return c;

@@ -12,8 +12,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 #include <optional>
 
 #include "common/agent_ports.h"
@@ -23,6 +21,7 @@
 #include "runner/control.h"
 #include "runner/net/service.h"
 #include "runner/qemu_args.h"
+#include "runner/share_filter.h"
 #include "runner/staging.h"
 #include "runner/vsock_bridge.h"
 
@@ -33,14 +32,6 @@ namespace {
 // PVM-patched kernels) either aborts QEMU at once or never reaches the agent.
 constexpr uint32_t kKvmProbeMs = 15000;
 constexpr int kHelperSocketWaitMs = 5000;
-
-// procfs files report a size of 0, so they are read to the end.
-std::string ReadProcFile(const char* path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 bool KvmUsable() {
   Fd fd(open("/dev/kvm", O_RDWR | O_CLOEXEC));
@@ -98,27 +89,33 @@ class QemuBackend : public Backend {
   net::NetService* net_ = nullptr;
   AddonControl* addon_ = nullptr;
   std::string treeDir_, fsSock_, vsockVhost_, vsockUds_, consolePath_, consoleFifo_;
+  int attempts_ = 0;
   std::vector<pid_t> helpers_;
+  std::vector<sock_filter> shareFilter_;
   Fd signals_;
 };
 
 void QemuBackend::KillHelpers() {
-  for (pid_t p : helpers_) kill(p, SIGKILL);
-  for (pid_t p : helpers_) waitpid(p, nullptr, 0);
+  // virtiofsd serves from a child in its own PID namespace, which ignores
+  // the SIGTERM its parent's death sends it, and holds the shared folders'
+  // mounts until it has exited: kill whole trees and wait for them, so that
+  // a stopped VM holds nothing (a volume's quota image can be resized).
+  for (pid_t p : helpers_) KillTree(p);
   helpers_.clear();
 }
 
 Attempt QemuBackend::Boot(RunContext& ctx, Accel accel, uint32_t readyTimeoutMs) {
   const VmConfig& c = ctx.config;
   const std::string& rd = dir_->path();
-  unlink(fsSock_.c_str());
-  unlink(vsockVhost_.c_str());
-  unlink(vsockUds_.c_str());
+  // Fresh socket names per attempt: a daemon of the attempt before may
+  // still hold its pid file lock while it exits.
+  const std::string attempt = std::to_string(++attempts_);
+  fsSock_ = rd + "/fs" + attempt + ".sock";
+  vsockVhost_ = rd + "/vsock" + attempt + ".vhost";
+  vsockUds_ = rd + "/v" + attempt + ".sock";
 
   const std::string fsLog = rd + "/virtiofsd.log", vsockLog = rd + "/vsock.log", qemuLog = rd + "/qemu.log";
-  const pid_t fsd = SpawnHelper({c.virtiofsdPath, "--socket-path=" + fsSock_, "-o", "source=" + treeDir_, "-o",
-                                 "cache=auto", "-o", "announce_submounts"},
-                                fsLog);
+  const pid_t fsd = SpawnHelper(VirtiofsdArgs(c, treeDir_, fsSock_), fsLog, -1, &shareFilter_);
   helpers_.push_back(fsd);
   const pid_t vsd = SpawnHelper(
       {c.vsockDaemonPath, "--vm", "guest-cid=3,socket=" + vsockVhost_ + ",uds-path=" + vsockUds_}, vsockLog);
@@ -229,9 +226,6 @@ void QemuBackend::Run(RunContext& ctx) {
   dir_ = &dir;
   const std::string& rd = dir.path();
   treeDir_ = rd + "/fs";
-  fsSock_ = rd + "/fs.sock";
-  vsockVhost_ = rd + "/vsock.vhost";
-  vsockUds_ = rd + "/v.sock";
   consolePath_ = c.consolePath.empty() ? rd + "/console.log" : c.consolePath;
   consoleFifo_ = rd + "/console";
   struct Cleanup {
@@ -243,6 +237,7 @@ void QemuBackend::Run(RunContext& ctx) {
     }
   } cleanup{this, treeDir_};
   BuildSharedTree(c, treeDir_);
+  shareFilter_ = ShareServerFilter();
   // Published ports are bound before the boot: a taken one fails the start.
   net::NetService net(c, ctx.events);
   net_ = &net;

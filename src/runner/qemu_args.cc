@@ -55,4 +55,9 @@ std::vector<std::string> QemuArgs(const VmConfig& c, Accel accel, const QemuEndp
   return a;
 }
 
+std::vector<std::string> VirtiofsdArgs(const VmConfig& c, const std::string& treeDir, const std::string& socket) {
+  return {c.virtiofsdPath,       "--socket-path=" + socket, "--shared-dir=" + treeDir, "--cache=auto",
+          "--announce-submounts", "--sandbox=namespace",     "--modcaps=-mknod:-setfcap:-fsetid", "--log-level=warn"};
+}
+
 }  // namespace krunbox

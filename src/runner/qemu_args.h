@@ -26,6 +26,12 @@ constexpr int kQemuNetFd = 3;
 std::vector<std::string> QemuArgs(const VmConfig& c, Accel accel, const QemuEndpoints& endpoints,
                                   std::optional<long> tscKhz);
 
+// The share server's command line: the Rust virtiofsd (>= 1.10) exporting
+// `treeDir` on `socket`, without the capabilities to make device nodes or
+// file capabilities, or to keep a setuid/setgid bit through a write
+// (ShareServerFilter refuses device nodes and setting those bits too).
+std::vector<std::string> VirtiofsdArgs(const VmConfig& c, const std::string& treeDir, const std::string& socket);
+
 // The "cpu MHz" of the first CPU in /proc/cpuinfo's text, in kHz.
 std::optional<long> ParseTscKhz(const std::string& cpuinfo);
 

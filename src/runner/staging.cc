@@ -105,13 +105,6 @@ void EnterMountNamespace() {
   // Our mounts must never show up in the host's namespace.
   if (mount(nullptr, "/", nullptr, MS_SLAVE | MS_REC, nullptr) != 0)
     ThrowErrno("SETUP_FAILED", "make / a slave mount");
-  if (!root) {
-    // virtiofsd writes its pid file under /run/virtiofsd, which only the
-    // host's root may; a private /run lets it start.
-    if (mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") != 0 ||
-        mkdir("/run/virtiofsd", 0755) != 0)
-      ThrowErrno("SETUP_FAILED", "private /run for virtiofsd");
-  }
 }
 
 }  // namespace

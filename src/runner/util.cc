@@ -1,18 +1,26 @@
 #include "runner/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <linux/capability.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "runner/share_filter.h"
 
 namespace krunbox {
 
@@ -38,7 +46,8 @@ std::string FileTail(const std::string& path, size_t max) {
   return out;
 }
 
-pid_t SpawnHelper(const std::vector<std::string>& argv, const std::string& logPath, int passFd) {
+pid_t SpawnHelper(const std::vector<std::string>& argv, const std::string& logPath, int passFd,
+                  const std::vector<sock_filter>* filter) {
   std::vector<char*> cargv;
   for (const std::string& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);
@@ -60,9 +69,9 @@ pid_t SpawnHelper(const std::vector<std::string>& argv, const std::string& logPa
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
     signal(SIGPIPE, SIG_DFL);
-    // Without CAP_SYS_RESOURCE the helper cannot raise that limit again (the
-    // C virtiofsd, as root, would raise itself to 1,000,000). Dropping it
-    // fails only where we never had it.
+    // Without CAP_SYS_RESOURCE the helper cannot raise that limit again (a
+    // share server running as root could otherwise raise its own). Dropping
+    // it fails only where we never had it.
     if (setrlimit(RLIMIT_NOFILE, &files) != 0) _exit(127);
     prctl(PR_CAPBSET_DROP, CAP_SYS_RESOURCE, 0, 0, 0);
     int in = open("/dev/null", O_RDONLY);
@@ -74,12 +83,58 @@ pid_t SpawnHelper(const std::vector<std::string>& argv, const std::string& logPa
     if (passFd == 3) fcntl(3, F_SETFD, 0);
     else if (passFd >= 0) dup2(passFd, 3);
     close_range(passFd >= 0 ? 4 : 3, ~0U, 0);
+    if (filter && !InstallFilter(*filter)) {
+      const char msg[] = "krunbox-runner: cannot install the seccomp filter\n";
+      (void)!write(2, msg, sizeof msg - 1);
+      _exit(127);
+    }
     execv(cargv[0], cargv.data());
     const char msg[] = "krunbox-runner: exec failed\n";
     (void)!write(2, msg, sizeof msg - 1);
     _exit(127);
   }
   return pid;
+}
+
+std::string ReadProcFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::vector<pid_t> Descendants(pid_t pid) {
+  std::vector<pid_t> found;
+  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = opendir(tasks.c_str());
+  if (!d) return found;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::istringstream children(ReadProcFile(tasks + "/" + e->d_name + "/children"));
+    for (pid_t child; children >> child;) {
+      found.push_back(child);
+      for (pid_t grandchild : Descendants(child)) found.push_back(grandchild);
+    }
+  }
+  closedir(d);
+  return found;
+}
+
+void KillTree(pid_t child, int timeoutMs) {
+  std::vector<Fd> exited;  // pidfds: readable once their process has exited
+  for (pid_t d : Descendants(child)) {
+    Fd pidfd(static_cast<int>(syscall(SYS_pidfd_open, d, 0)));
+    if (pidfd.valid()) exited.push_back(std::move(pidfd));
+    kill(d, SIGKILL);
+  }
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  const int64_t deadline = NowMs() + timeoutMs;
+  for (const Fd& pidfd : exited) {
+    pollfd p{pidfd.get(), POLLIN, 0};
+    while (poll(&p, 1, static_cast<int>(std::max<int64_t>(0, deadline - NowMs()))) < 0 && errno == EINTR) {
+    }
+  }
 }
 
 static sockaddr_un UnixAddr(const std::string& path) {

@@ -81,3 +81,15 @@ TEST_CASE("a VM with a network gets one virtio-net device on the runner's stream
         "virtio-net-device,netdev=net,mac=52:54:00:6b:62:02");
   CHECK_FALSE(Has(QemuArgs(Config(), Accel::Tcg, kEndpoints, std::nullopt), "-netdev"));
 }
+
+TEST_CASE("virtiofsd is the Rust one, without the capabilities for device nodes, file capabilities and keeping setuid bits") {
+  VmConfig c = Config();
+  c.virtiofsdPath = "/rt/virtiofsd";
+  const auto a = VirtiofsdArgs(c, "/run/vm-1/fs", "/run/vm-1/fs.sock");
+  CHECK(a[0] == "/rt/virtiofsd");
+  CHECK(Has(a, "--shared-dir=/run/vm-1/fs"));
+  CHECK(Has(a, "--socket-path=/run/vm-1/fs.sock"));
+  CHECK(Has(a, "--sandbox=namespace"));
+  CHECK(Has(a, "--modcaps=-mknod:-setfcap:-fsetid"));
+  CHECK_FALSE(Has(a, "--xattr"));  // no xattrs: no way to set security.capability
+}
