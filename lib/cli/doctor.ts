@@ -14,7 +14,8 @@ function firstLine(program: string, ...args: string[]): string {
   }
 }
 
-export function doctor(): number {
+/** `boot`: `krunbox doctor --boot`, passed through for the boot check. */
+export function doctor(_options: { boot?: boolean } = {}): number {
   let ok = true;
   // A failed check means no sandbox can start; a warning only costs speed or a feature.
   class Warning extends Error {}

@@ -76,7 +76,7 @@ export async function pullImage(reference: string, options: PullOptions = {}): P
     const known = ref.digest ?? (fs.existsSync(refFile(ref.canonical)) ? fs.readFileSync(refFile(ref.canonical), "utf8").trim() : undefined);
     const cached = known && readImage(known);
     if (cached) return cached;
-    if (policy === "never") throw new ImageNotFoundError(ref.canonical);
+    if (policy === "never") throw new ImageNotFoundError(ref.canonical, `pullPolicy is "never"; pull it first`);
   }
 
   const registry = new Registry(ref, options);

@@ -8,6 +8,8 @@ import type { VolumeSpec } from "../volumes/volumes.js";
 const absolutePath = z.string().refine((p) => path.isAbsolute(p) && path.normalize(p) === p, {
   message: "must be an absolute, normalized path such as /work",
 });
+// Whether the user exists is the guest's to say (its /etc/passwd).
+const userSpec = z.string().regex(/^[A-Za-z0-9._-]+(:\d+)?$/, "must be a user name or uid, optionally :gid");
 const envRecord = z.record(
   z.string().regex(/^[^=\0]+$/, "names must be non-empty and contain no '=' or NUL"),
   z.string().refine((v) => !v.includes("\0"), "values must not contain NUL"),
@@ -19,6 +21,8 @@ export const sandboxOptionsSchema = z
     memoryMiB: z.number().int().min(64).max(1024 * 1024).default(VM_DEFAULTS.memoryMiB),
     env: envRecord.default({}),
     workdir: absolutePath.default(VM_DEFAULTS.workdir),
+    /** The user processes run as unless an exec says otherwise (default: the image's User, else root). */
+    user: userSpec.optional(),
     backend: z.enum(["auto", "qemu", "libkrun"]).default("auto"),
     accel: z.enum(["auto", "kvm", "tcg"]).default("auto"),
     bootTimeoutMs: z.number().int().min(1000).max(3_600_000).default(VM_DEFAULTS.bootTimeoutMs),
@@ -38,7 +42,7 @@ export const sandboxOptionsSchema = z
           .strict(),
       ])
       .optional(),
-    /** Checked entry by entry by resolveVolumes (lib/volumes.ts). */
+    /** Checked entry by entry by checkVolumes (lib/volumes/volumes.ts). */
     volumes: z.array(z.any()).max(64).default([]),
   })
   .strict();
@@ -46,8 +50,6 @@ export type SandboxOptions = Omit<z.input<typeof sandboxOptionsSchema>, "volumes
 export type ResolvedSandboxOptions = z.output<typeof sandboxOptionsSchema> & {
   /** The root folder the image resolved to (undefined: the default image). */
   root?: string;
-  /** The image's default user for processes. */
-  user?: string;
   imageDigest?: string;
 };
 
@@ -55,7 +57,7 @@ export const execOptionsSchema = z
   .object({
     env: envRecord.default({}),
     cwd: absolutePath.optional(),
-    user: z.string().regex(/^[A-Za-z0-9._-]+(:\d+)?$/, "must be a user name or uid, optionally :gid").optional(),
+    user: userSpec.optional(),
     stdin: z.union([z.string(), z.instanceof(Buffer), z.instanceof(Uint8Array), z.literal("pipe"), z.literal("ignore")]).optional(),
     timeoutMs: z.number().int().min(1).max(2 ** 31 - 1).optional(),
     signal: z.instanceof(AbortSignal).optional(),

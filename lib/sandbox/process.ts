@@ -28,6 +28,8 @@ export interface ProcessRequest {
   timeoutMs: number;
   stdin: boolean;
   signal?: AbortSignal;
+  /** Only check that the user and cwd resolve in the guest; start nothing (exits 0). */
+  checkOnly?: boolean;
 }
 
 const STDIN_CHUNK = 64 * 1024;
@@ -97,7 +99,15 @@ export class SandboxProcess {
     socket.write(
       encodeFrame(
         Frame.Exec,
-        JSON.stringify({ v: PROTOCOL_VERSION, argv: req.argv, env: req.env, cwd: req.cwd, user: req.user, timeoutMs: req.timeoutMs }),
+        JSON.stringify({
+          v: PROTOCOL_VERSION,
+          argv: req.argv,
+          env: req.env,
+          cwd: req.cwd,
+          user: req.user,
+          timeoutMs: req.timeoutMs,
+          ...(req.checkOnly && { checkOnly: true }),
+        }),
       ),
     );
     if (!req.stdin) socket.write(encodeFrame(Frame.StdinEof));
@@ -162,8 +172,13 @@ export class SandboxProcess {
         break;
       }
       case Frame.Error: {
-        const message = parseJsonFrame("ERROR", payload).message;
-        this.#fail(new ExecFailedError(typeof message === "string" ? message.slice(0, 4096) : "the guest agent could not start the process"));
+        const { message, field } = parseJsonFrame("ERROR", payload);
+        this.#fail(
+          new ExecFailedError(
+            typeof message === "string" ? message.slice(0, 4096) : "the guest agent could not start the process",
+            field === "user" || field === "cwd" ? field : undefined,
+          ),
+        );
         break;
       }
       default:

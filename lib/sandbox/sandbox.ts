@@ -9,6 +9,7 @@ import {
   ExecFailedError,
   ExecTimeoutError,
   KrunboxError,
+  SandboxConfigError,
   SandboxCrashedError,
   SandboxStoppedError,
 } from "../errors.js";
@@ -25,9 +26,15 @@ import {
 import { SandboxProcess, type ProcessExit } from "./process.js";
 import { holdImage, pullImage } from "../images/cache.js";
 import { VirtualMachine } from "../vm/vm.js";
-import { resolveVolumes, Volume, type ResolvedVolumes, type VolumeSpec } from "../volumes/volumes.js";
+import { checkVolumes, resolveVolumes, Volume, type ResolvedVolumes, type VolumePlan, type VolumeSpec } from "../volumes/volumes.js";
 
 export type SandboxState = "creating" | "running" | "stopping" | "stopped" | "crashed";
+
+/** Checks options as Sandbox.create does first, before it pulls or boots anything. */
+export function checkSandboxOptions(options: SandboxOptions = {}): { resolved: ResolvedSandboxOptions; volumes: VolumePlan } {
+  const resolved: ResolvedSandboxOptions = parseOptions(sandboxOptionsSchema, options, "");
+  return { resolved, volumes: checkVolumes(resolved.volumes as VolumeSpec[]) };
+}
 
 export interface ExecResult<T extends string | Buffer = string> extends ProcessExit {
   stdout: T;
@@ -112,11 +119,12 @@ export class Sandbox extends EventEmitter {
 
   /**
    * Boots a sandbox and resolves once it can run processes. Options are
-   * validated first (ConfigError names the field); nothing is left behind
-   * if the boot fails.
+   * validated first (ConfigError names the field); what only the guest can
+   * tell (the workdir exists, the user is in /etc/passwd) is checked once
+   * it is up (SandboxConfigError). Nothing is left behind if either fails.
    */
   static async create(options: SandboxOptions = {}): Promise<Sandbox> {
-    const resolved: ResolvedSandboxOptions = parseOptions(sandboxOptionsSchema, options, "");
+    const { resolved, volumes } = checkSandboxOptions(options);
     const image = resolved.image;
     if (image && typeof image === "object" && "dir" in image) {
       const dir = path.resolve(image.dir);
@@ -132,17 +140,43 @@ export class Sandbox extends EventEmitter {
       const imageEnv = Object.fromEntries(pulled.config.env.map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
       resolved.env = { ...imageEnv, ...resolved.env };
       if (options.workdir === undefined && pulled.config.workingDir) resolved.workdir = pulled.config.workingDir;
-      resolved.user = pulled.config.user;
+      resolved.user ??= pulled.config.user;
     }
-    const sb = new Sandbox(resolved, await resolveVolumes(resolved.volumes as VolumeSpec[]));
+    const sb = new Sandbox(resolved, await resolveVolumes(volumes));
     try {
       await sb.#vm.ready;
     } catch {
       await sb.closed.catch(() => {});
       throw sb.#crash?.cause ?? sb.#crash;
     }
+    try {
+      await sb.#checkInGuest();
+    } catch (err) {
+      await sb.stop();
+      throw err;
+    }
     sb.#setState("running");
     return sb;
+  }
+
+  // Once, instead of failing every exec: the agent resolves the default
+  // user and workdir as it would for a process, and starts nothing.
+  async #checkInGuest(): Promise<void> {
+    const { workdir, user } = this.#options;
+    const check = new SandboxProcess(
+      this.#socketPath,
+      { argv: [], env: [], cwd: workdir, user: user ?? "", timeoutMs: 0, stdin: false, checkOnly: true },
+      () => this.#crash,
+      this.#whyClosed,
+    );
+    try {
+      await check.exited;
+    } catch (err) {
+      if (!(err instanceof ExecFailedError) || !err.field) throw err;
+      if (err.field === "cwd")
+        throw new SandboxConfigError("workdir", `${err.message.replace(/^cwd /, "workdir ")}; pick a folder the image has, or mount a volume there`);
+      throw new SandboxConfigError("user", err.message);
+    }
   }
 
   #setState(state: SandboxState) {

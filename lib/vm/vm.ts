@@ -15,7 +15,7 @@ import { VM_DEFAULTS } from "./defaults.js";
 import { accelCachePath, defaultImage, qemuPrograms, runtimePaths } from "./runtime.js";
 
 export interface ShareOptions {
-  /** Absolute host folder. */
+  /** Absolute host folder, or a regular file (bound onto a file in the guest). */
   hostPath: string;
   /** Absolute mount point in the guest (created if missing). */
   guestPath: string;

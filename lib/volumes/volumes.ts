@@ -9,6 +9,7 @@ import { krunboxHome } from "../vm/runtime.js";
 import { VM_DEFAULTS } from "../vm/defaults.js";
 
 export type VolumeSpec =
+  /** A host folder, or a single file, at `target`. */
   | { type: "bind"; source: string; target: string; readonly?: boolean }
   | { type: "named"; name: string; target: string; readonly?: boolean }
   | { type: "tmpfs"; target: string; sizeMiB?: number }
@@ -23,6 +24,8 @@ export interface VolumeInfo {
   quotaMiB?: number;
   /** The host folder the guest sees. */
   path: string;
+  /** "create": made by Volume.create (`krunbox volume create`); "mount": made on first use by a volumes entry (`-v name:/data`). */
+  origin?: "create" | "mount";
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -43,9 +46,9 @@ function checkQuota(quotaMiB: unknown): void {
 
 // volume.json is replaced whole (write aside, then rename): readers never see half of it.
 function writeMeta(dir: string, info: VolumeInfo): void {
-  const { name, created, labels, quotaMiB } = info;
+  const { name, created, labels, quotaMiB, origin } = info;
   const tmp = path.join(dir, `.volume.json.${process.pid}`);
-  fs.writeFileSync(tmp, JSON.stringify({ name, created, labels, quotaMiB }, null, 2) + "\n");
+  fs.writeFileSync(tmp, JSON.stringify({ name, created, labels, quotaMiB, origin }, null, 2) + "\n");
   fs.renameSync(tmp, path.join(dir, "volume.json"));
 }
 
@@ -161,6 +164,10 @@ export class Volume {
 
   /** Creates a volume; VolumeExistsError if it exists (two racing creators: one wins). */
   static async create(name: string, options: { quotaMiB?: number; labels?: Record<string, string> } = {}): Promise<Volume> {
+    return Volume.#create(name, options, "create");
+  }
+
+  static async #create(name: string, options: { quotaMiB?: number; labels?: Record<string, string> }, origin: VolumeInfo["origin"]): Promise<Volume> {
     checkVolumeName(name, "name");
     if (options.quotaMiB !== undefined) checkQuota(options.quotaMiB);
     const labels = options.labels ?? {};
@@ -171,7 +178,7 @@ export class Volume {
     // Assemble aside, then rename into place: rename of a folder onto an
     // existing one fails, so exactly one of two racing creators wins.
     const tmp = fs.mkdtempSync(path.join(volumesDir(), `.new-${name}-`));
-    const info: VolumeInfo = { name, created: new Date().toISOString(), labels, quotaMiB: options.quotaMiB, path: layout(name).data };
+    const info: VolumeInfo = { name, created: new Date().toISOString(), labels, quotaMiB: options.quotaMiB, path: layout(name).data, origin };
     try {
       fs.mkdirSync(path.join(tmp, "data"), { mode: 0o755 });
       if (info.quotaMiB !== undefined) createDisk(tmp, info.quotaMiB);
@@ -203,11 +210,11 @@ export class Volume {
     } catch {
       throw new VolumeNotFoundError(name);
     }
-    const m = JSON.parse(raw) as { created: string; labels?: Record<string, string>; quotaMiB?: number };
-    return new Volume({ name, created: m.created, labels: m.labels ?? {}, quotaMiB: m.quotaMiB, path: data });
+    const m = JSON.parse(raw) as Partial<VolumeInfo>;
+    return new Volume({ name, created: m.created ?? "", labels: m.labels ?? {}, quotaMiB: m.quotaMiB, path: data, origin: m.origin });
   }
 
-  /** Gets the volume, creating it if absent (safe against concurrent creators). */
+  /** Gets the volume, creating it if absent (safe against concurrent creators); for volumes entries. */
   static async ensure(name: string): Promise<Volume> {
     try {
       return await Volume.get(name);
@@ -215,7 +222,7 @@ export class Volume {
       if (!(err instanceof VolumeNotFoundError)) throw err;
     }
     try {
-      return await Volume.create(name);
+      return await Volume.#create(name, {}, "mount");
     } catch (err) {
       if (err instanceof VolumeExistsError) return Volume.get(name);
       throw err;
@@ -263,27 +270,27 @@ export interface ResolvedVolumes {
   named: string[];
 }
 
-function parseDockerStyle(spec: string, field: string): Exclude<VolumeSpec, string> {
+/** A Docker-style "SOURCE:TARGET[:ro|:rw]" entry; as in Docker, a source that does not start with "/" or "." names a volume. */
+export function dockerStyleVolume(spec: string, field: string): Exclude<VolumeSpec, string> {
   const parts = spec.split(":");
   if (parts.length < 2 || parts.length > 3 || (parts[2] !== undefined && !["ro", "rw"].includes(parts[2])))
     throw new ConfigError(field, `${field}: expected "SOURCE:TARGET" or "SOURCE:TARGET:ro" (got ${JSON.stringify(spec)})`);
   const [source, target, mode] = parts;
   const readonly = mode === "ro";
-  // As in Docker: a source that is not a path names a volume.
   if (source.startsWith("/") || source.startsWith(".")) return { type: "bind", source, target, readonly };
   return { type: "named", name: source, target, readonly };
 }
 
-/**
- * Validates every volume first (ConfigError names the entry), so that bad
- * input creates nothing; then creates missing named volumes.
- */
-export async function resolveVolumes(specs: VolumeSpec[]): Promise<ResolvedVolumes> {
-  const plan: (Exclude<VolumeSpec, string> & { field: string })[] = [];
+/** Volumes checked by checkVolumes: nothing created yet. */
+export type VolumePlan = (Exclude<VolumeSpec, string> & { field: string })[];
+
+/** Checks every volume entry (ConfigError names it) and creates nothing. */
+export function checkVolumes(specs: VolumeSpec[]): VolumePlan {
+  const plan: VolumePlan = [];
   const targets = new Set<string>();
   specs.forEach((raw, i) => {
     const field = `volumes[${i}]`;
-    const spec = typeof raw === "string" ? parseDockerStyle(raw, field) : raw;
+    const spec = typeof raw === "string" ? dockerStyleVolume(raw, field) : raw;
     if (!spec || typeof spec !== "object" || !["bind", "named", "tmpfs"].includes(spec.type))
       throw new ConfigError(`${field}.type`, `${field}.type: must be "bind", "named" or "tmpfs"`);
     const t = spec.target;
@@ -294,10 +301,12 @@ export async function resolveVolumes(specs: VolumeSpec[]): Promise<ResolvedVolum
     targets.add(t);
     if (spec.type === "bind") {
       if (typeof spec.source !== "string" || !spec.source)
-        throw new ConfigError(`${field}.source`, `${field}.source: must name a host folder`);
+        throw new ConfigError(`${field}.source`, `${field}.source: must name a host folder or file`);
       const source = path.resolve(spec.source);
-      if (!fs.existsSync(source) || !fs.statSync(source).isDirectory())
-        throw new ConfigError(`${field}.source`, `${field}.source: host folder ${source} does not exist; create it first`);
+      const st = fs.statSync(source, { throwIfNoEntry: false });
+      if (!st) throw new ConfigError(`${field}.source`, `${field}.source: ${source} does not exist on the host; create it first`);
+      if (!st.isDirectory() && !st.isFile())
+        throw new ConfigError(`${field}.source`, `${field}.source: ${source} is neither a folder nor a regular file; only those can be bound`);
       plan.push({ ...spec, source, field });
     } else if (spec.type === "named") {
       checkVolumeName(spec.name, `${field}.name`);
@@ -309,6 +318,11 @@ export async function resolveVolumes(specs: VolumeSpec[]): Promise<ResolvedVolum
       plan.push({ ...spec, sizeMiB: size, field });
     }
   });
+  return plan;
+}
+
+/** Creates the plan's missing named volumes and says what to share and mount. */
+export async function resolveVolumes(plan: VolumePlan): Promise<ResolvedVolumes> {
   const out: ResolvedVolumes = { shares: [], tmpfs: [], named: [] };
   for (const v of plan) {
     if (v.type === "tmpfs") out.tmpfs.push({ guestPath: v.target, sizeMiB: v.sizeMiB! });
