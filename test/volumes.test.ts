@@ -162,10 +162,7 @@ it("holds read-only on the host against a guest that tries everything", async ()
     "mkdir -p /tree && mount -t virtiofs krunbox /tree && echo x > /tree/shares/0/file",
     "mount -t virtiofs krunbox /tree; mount -o remount,rw /tree/shares/0 && touch /tree/shares/0/new",
   ];
-  for (const cmd of attempts) {
-    const r = await sb.exec("sh", ["-c", cmd]);
-    expect(r.exitCode, cmd).not.toBe(0);
-  }
+  await expectEachFails(sb, attempts);
   expect(snapshot(ro)).toEqual(before);
 });
 
@@ -197,10 +194,7 @@ it("binds single files, and holds a read-only file on the host against a guest t
     "mkdir -p /tree && mount -t virtiofs krunbox /tree && echo x > /tree/shares/0",
     "mount -t virtiofs krunbox /tree; mount -o remount,rw /tree/shares/0 && echo x > /tree/shares/0",
   ];
-  for (const cmd of attempts) {
-    const r = await sb.exec("sh", ["-c", cmd]);
-    expect(r.exitCode, cmd).not.toBe(0);
-  }
+  await expectEachFails(sb, attempts);
   // Unmounted in the guest, the path is the guest's own copy-on-write file.
   await sb.exec("sh", ["-c", "umount /etc/app/ro.conf; echo guest-copy > /etc/app/ro.conf"]);
   expect(snapshot(dir)).toEqual(before);
@@ -305,6 +299,13 @@ it("refuses bad volume input with the field named, creating nothing", async () =
   }
   expect(fs.existsSync(path.join(volumesDir(), "never-created"))).toBe(false);
 });
+
+async function expectEachFails(sb: Sandbox, commands: string[]) {
+  for (const cmd of commands) {
+    const r = await sb.exec("sh", ["-c", cmd]);
+    expect(r.exitCode, cmd).not.toBe(0);
+  }
+}
 
 function snapshot(dir: string): string[] {
   const out: string[] = [];
