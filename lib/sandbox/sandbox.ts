@@ -153,7 +153,7 @@ export class Sandbox extends EventEmitter {
       await sb.#checkInGuest();
     } catch (err) {
       await sb.stop();
-      throw err;
+      throw sb.#crash ?? err;
     }
     sb.#setState("running");
     return sb;
