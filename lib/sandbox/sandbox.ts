@@ -5,7 +5,9 @@ import os from "node:os";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import {
+  BootTimeoutError,
   ConfigError,
+  ExecAbortedError,
   ExecFailedError,
   ExecTimeoutError,
   KrunboxError,
@@ -162,16 +164,20 @@ export class Sandbox extends EventEmitter {
   // Once, instead of failing every exec: the agent resolves the default
   // user and workdir as it would for a process, and starts nothing.
   async #checkInGuest(): Promise<void> {
-    const { workdir, user } = this.#options;
+    const { workdir, user, bootTimeoutMs } = this.#options;
+    // Part of booting: bounded like the rest of it.
+    const signal = AbortSignal.timeout(bootTimeoutMs);
     const check = new SandboxProcess(
       this.#socketPath,
-      { argv: [], env: [], cwd: workdir, user: user ?? "", timeoutMs: 0, stdin: false, checkOnly: true },
+      { argv: [], env: [], cwd: workdir, user: user ?? "", timeoutMs: 0, stdin: false, signal, checkOnly: true },
       () => this.#crash,
       this.#whyClosed,
     );
     try {
       await check.exited;
     } catch (err) {
+      if (err instanceof ExecAbortedError)
+        throw new BootTimeoutError(`the guest agent did not answer its first request within bootTimeoutMs (${bootTimeoutMs} ms)`);
       if (!(err instanceof ExecFailedError) || !err.field) throw err;
       if (err.field === "cwd")
         throw new SandboxConfigError("workdir", `${err.message.replace(/^cwd /, "workdir ")}; pick a folder the image has, or mount a volume there`);
