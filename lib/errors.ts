@@ -114,10 +114,28 @@ export class MaxBufferExceededError extends KrunboxError {
   }
 }
 
-/** The agent could not start the process (bad user, cwd...). */
+/** The agent could not start the process; `field` says which option it rejected ("user", "cwd"), if one. */
 export class ExecFailedError extends KrunboxError {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly field?: string,
+  ) {
     super("ERR_KRUNBOX_EXEC_FAILED", message);
+  }
+}
+
+/**
+ * An option that only the guest can check does not fit the image: the
+ * workdir is not a folder in it, or the user is not in its /etc/passwd.
+ * Sandbox.create checks once the guest is up and stops it; `field` is
+ * "workdir" or "user".
+ */
+export class SandboxConfigError extends KrunboxError {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super("ERR_KRUNBOX_SANDBOX_CONFIG", message);
   }
 }
 
@@ -227,9 +245,15 @@ export class QuotaError extends KrunboxError {
   }
 }
 
-/** The registry refused a request or answered with something krunbox cannot use. */
+/** Why a registry could not be used: what failed, so a program can decide (retry, ask for credentials). */
+export type RegistryFailure = "dns" | "refused" | "connection" | "tls" | "proxy" | "auth" | "credential-helper" | "http" | "protocol";
+
+/** The registry could not be reached, refused a request or answered with something krunbox cannot use. */
 export class RegistryError extends KrunboxError {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly reason: RegistryFailure = "protocol",
+  ) {
     super("ERR_KRUNBOX_REGISTRY", message);
   }
 }
@@ -248,10 +272,10 @@ export class UnsafeLayerError extends KrunboxError {
   }
 }
 
-/** The image is not in the cache and pullPolicy is "never". */
+/** The image is not in the cache (removeImage, or pullPolicy "never"). */
 export class ImageNotFoundError extends KrunboxError {
-  constructor(ref: string) {
-    super("ERR_KRUNBOX_IMAGE_NOT_FOUND", `image ${ref} is not in the cache and pullPolicy is "never"; pull it first`);
+  constructor(ref: string, remedy = "`krunbox image ls` lists what is") {
+    super("ERR_KRUNBOX_IMAGE_NOT_FOUND", `image ${ref} is not in the cache; ${remedy}`);
   }
 }
 

@@ -9,6 +9,7 @@ import {
   ExecFailedError,
   ExecTimeoutError,
   Sandbox,
+  SandboxConfigError,
   SandboxCrashedError,
   SandboxStoppedError,
 } from "../lib/index.js";
@@ -184,6 +185,25 @@ describe("sandbox lifecycle", () => {
     await expect(Sandbox.create({ env: { "A=B": "x" } })).rejects.toMatchObject({ field: "env.A=B" });
     await expect(Sandbox.create({ workdir: "x" })).rejects.toMatchObject({ field: "workdir" });
     expect(vmProcesses().length).toBe(before);
+  });
+
+  it("checks the workdir and the default user in the guest once, at create, and leaves nothing running", async () => {
+    const before = vmProcesses().length;
+    await expect(Sandbox.create({ user: "no body" })).rejects.toMatchObject({ field: "user", code: "ERR_KRUNBOX_CONFIG" });
+    const noDir = await Sandbox.create({ workdir: "/nope" }).catch((e) => e);
+    expect(noDir).toBeInstanceOf(SandboxConfigError);
+    expect(noDir).toMatchObject({ field: "workdir", message: expect.stringMatching(/"\/nope" does not exist in the guest/) });
+    const notDir = await Sandbox.create({ workdir: "/etc/passwd" }).catch((e) => e);
+    expect(notDir).toMatchObject({ field: "workdir", message: expect.stringMatching(/is not a folder/) });
+    const noUser = await Sandbox.create({ user: "nosuchuser" }).catch((e) => e);
+    expect(noUser).toBeInstanceOf(SandboxConfigError);
+    expect(noUser).toMatchObject({ field: "user", message: expect.stringMatching(/nosuchuser.*\/etc\/passwd/) });
+    expect(vmProcesses().length).toBe(before);
+    // A user and workdir that resolve become every exec's defaults.
+    await using sb = await Sandbox.create({ user: "nobody", workdir: "/tmp" });
+    expect((await sb.exec("sh", ["-c", "echo $(id -u) $(pwd)"])).stdout).toBe("65534 /tmp\n");
+    // An exec's own cwd is checked the same way, before anything starts.
+    await expect(sb.exec("true", [], { cwd: "/nope" })).rejects.toMatchObject({ field: "cwd", code: "ERR_KRUNBOX_EXEC_FAILED" });
   });
 
   it("leaks no processes, fds, sockets or temp folders over 30 create-exec-stop cycles", async () => {

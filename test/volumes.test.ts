@@ -171,11 +171,42 @@ it("holds read-only on the host against a guest that tries everything", async ()
     "mkdir -p /tree && mount -t virtiofs krunbox /tree && echo x > /tree/shares/0/file",
     "mount -t virtiofs krunbox /tree; mount -o remount,rw /tree/shares/0 && touch /tree/shares/0/new",
   ];
-  for (const cmd of attempts) {
-    const r = await sb.exec("sh", ["-c", cmd]);
-    expect(r.exitCode, cmd).not.toBe(0);
-  }
+  await expectEachFails(sb, attempts);
   expect(snapshot(ro)).toEqual(before);
+});
+
+it("binds single files, and holds a read-only file on the host against a guest that tries everything", async () => {
+  const dir = tempDir();
+  const ro = path.join(dir, "ro.conf");
+  const rw = path.join(tempDir(), "rw.log");
+  fs.writeFileSync(ro, "original");
+  fs.writeFileSync(rw, "host\n");
+  const before = snapshot(dir);
+  await using sb = await Sandbox.create({
+    volumes: [`${ro}:/etc/app/ro.conf:ro`, { type: "bind", source: rw, target: "/var/rw.log" }],
+  });
+  expect((await sb.exec("cat", ["/etc/app/ro.conf"])).stdout).toBe("original");
+  expect((await sb.exec("sh", ["-c", "echo guest >> /var/rw.log"])).exitCode).toBe(0);
+  expect(fs.readFileSync(rw, "utf8")).toBe("host\nguest\n");
+  const attempts = [
+    "echo x > /etc/app/ro.conf",
+    "echo x >> /etc/app/ro.conf",
+    "chmod 777 /etc/app/ro.conf",
+    "chown 1:1 /etc/app/ro.conf",
+    "truncate -s 0 /etc/app/ro.conf",
+    "touch -d 2000-01-01 /etc/app/ro.conf",
+    "rm /etc/app/ro.conf",
+    "echo x > /tmp/other && mv /tmp/other /etc/app/ro.conf && grep -q x /etc/app/ro.conf",
+    "mv /etc/app/ro.conf /etc/app/moved",
+    // root in the guest may remount; the host mount stays read-only
+    "mount -o remount,rw /etc/app/ro.conf && echo x > /etc/app/ro.conf",
+    "mkdir -p /tree && mount -t virtiofs krunbox /tree && echo x > /tree/shares/0",
+    "mount -t virtiofs krunbox /tree; mount -o remount,rw /tree/shares/0 && echo x > /tree/shares/0",
+  ];
+  await expectEachFails(sb, attempts);
+  // Unmounted in the guest, the path is the guest's own copy-on-write file.
+  await sb.exec("sh", ["-c", "umount /etc/app/ro.conf; echo guest-copy > /etc/app/ro.conf"]);
+  expect(snapshot(dir)).toEqual(before);
 });
 
 it("keeps host-side volume access inside the volume, whatever links the guest makes", async () => {
@@ -260,6 +291,7 @@ it("refuses bad volume input with the field named, creating nothing", async () =
   const existing = tempDir();
   const cases: [unknown[], string][] = [
     [[{ type: "bind", source: "/no/such/folder", target: "/x" }], "volumes[0].source"],
+    [[{ type: "bind", source: "/dev/null", target: "/x" }], "volumes[0].source"],
     [[{ type: "bind", source: existing, target: "relative" }], "volumes[0].target"],
     [[{ type: "tmpfs", target: "/" }], "volumes[0].target"],
     [[`${existing}:/x`, { type: "tmpfs", target: "/x" }], "volumes[1].target"],
@@ -282,6 +314,13 @@ it("refuses bad volume input with the field named, creating nothing", async () =
   }
   expect(fs.existsSync(path.join(volumesDir(), "never-created"))).toBe(false);
 });
+
+async function expectEachFails(sb: Sandbox, commands: string[]) {
+  for (const cmd of commands) {
+    const r = await sb.exec("sh", ["-c", cmd]);
+    expect(r.exitCode, cmd).not.toBe(0);
+  }
+}
 
 function snapshot(dir: string): string[] {
   return listTree(dir, (rel, st, full) => [

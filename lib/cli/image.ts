@@ -1,34 +1,39 @@
 // krunbox image pull|ls|rm|prune.
-import { parseArgs } from "node:util";
+import type { Command } from "commander";
 import { ImageNotFoundError } from "../errors.js";
 import { listImages, pruneImages, pullImage, removeImage } from "../images/cache.js";
-import { usage } from "./args.js";
 import { progressBar } from "./progress.js";
 
-export async function image(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv.slice(1),
-    options: { always: { type: "boolean" }, insecure: { type: "boolean" } },
-    allowPositionals: true,
-  });
-  switch (argv[0]) {
-    case "pull":
-      for (const ref of positionals) {
-        const img = await pullImage(ref, { pullPolicy: values.always ? "always" : "if-missing", insecure: values.insecure, onProgress: progressBar(ref) });
+export function imageCommand(parent: Command): Command {
+  const image = parent.command("image").description("manage the image cache (~/.krunbox/images)");
+  image
+    .command("pull")
+    .description("pull images into the cache")
+    .argument("<ref...>", "image references (alpine:3.20, registry:5000/team/app@sha256:...)")
+    .option("--always", "pull even if the image is cached")
+    .option("--insecure", "plain HTTP to a registry that is not on this machine")
+    .action(async (refs: string[], flags: { always?: boolean; insecure?: boolean }) => {
+      for (const ref of refs) {
+        const img = await pullImage(ref, { pullPolicy: flags.always ? "always" : "if-missing", insecure: flags.insecure, onProgress: progressBar(ref) });
         console.log(`${img.reference} ${img.digest}`);
       }
-      return positionals.length ? 0 : 2;
-    case "ls":
+    });
+  image
+    .command("ls")
+    .description("list cached images")
+    .action(() => {
       for (const img of listImages()) console.log(`${img.reference}\t${img.digest}`);
-      return 0;
-    case "rm":
-      for (const ref of positionals) if (!removeImage(ref)) throw new ImageNotFoundError(ref);
-      return positionals.length ? 0 : 2;
-    case "prune":
-      console.log(`freed ${(pruneImages() / 1048576).toFixed(1)} MiB`);
-      return 0;
-    default:
-      console.error(usage);
-      return 2;
-  }
+    });
+  image
+    .command("rm")
+    .description("remove images from the cache (refused while a sandbox runs on one)")
+    .argument("<ref...>", "image references or digests")
+    .action((refs: string[]) => {
+      for (const ref of refs) if (!removeImage(ref)) throw new ImageNotFoundError(ref);
+    });
+  image
+    .command("prune")
+    .description("delete downloaded blobs that cached images no longer need")
+    .action(() => console.log(`freed ${(pruneImages() / 1048576).toFixed(1)} MiB`));
+  return image;
 }

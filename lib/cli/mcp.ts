@@ -1,12 +1,13 @@
 // krunbox mcp [flags]: the MCP server on stdio; its flags are the guard rails.
 import fs from "node:fs";
 import path from "node:path";
-import { parseArgs } from "node:util";
+import type { Command } from "commander";
 import { z } from "zod";
 import { ConfigError } from "../errors.js";
 import { parseReference } from "../images/reference.js";
 import type { BindAllowance, McpLimits } from "../mcp/limits.js";
-import { serveMcp } from "../mcp/server.js";
+import { repeatable } from "./args.js";
+import type { SetStatus } from "./main.js";
 
 const whole = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const FLAGS = {
@@ -37,24 +38,46 @@ function allowance(value: string): BindAllowance {
   throw new ConfigError("--allow-bind", `--allow-bind ${value}: ${dir} is not an existing folder`);
 }
 
-export async function mcp(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      "allow-bind": { type: "string", multiple: true },
-      ...(Object.fromEntries(Object.keys(FLAGS).map((name) => [name, { type: "string" }])) as Record<keyof typeof FLAGS, { type: "string" }>),
-    },
-  });
+/** The flags as commander hands them over: strings, checked by FLAGS (so errors name the flag and its value). */
+interface McpFlags {
+  allowBind?: string[];
+  maxSandboxes?: string;
+  maxMemory?: string;
+  idleTimeout?: string;
+  maxOutput?: string;
+  pythonImage?: string;
+  nodeImage?: string;
+}
+
+async function mcp(flags: McpFlags): Promise<number> {
   const limits: McpLimits = {
-    allowBind: (values["allow-bind"] ?? []).map(allowance),
-    maxSandboxes: flag("max-sandboxes", values["max-sandboxes"]),
-    maxMemoryMiB: flag("max-memory", values["max-memory"]),
-    idleTimeoutMs: flag("idle-timeout", values["idle-timeout"]) * 1000,
-    maxOutputBytes: flag("max-output", values["max-output"]),
-    images: { python: flag("python-image", values["python-image"]), node: flag("node-image", values["node-image"]) },
+    allowBind: (flags.allowBind ?? []).map(allowance),
+    maxSandboxes: flag("max-sandboxes", flags.maxSandboxes),
+    maxMemoryMiB: flag("max-memory", flags.maxMemory),
+    idleTimeoutMs: flag("idle-timeout", flags.idleTimeout) * 1000,
+    maxOutputBytes: flag("max-output", flags.maxOutput),
+    images: { python: flag("python-image", flags.pythonImage), node: flag("node-image", flags.nodeImage) },
   };
   parseReference(limits.images.python, "--python-image");
   parseReference(limits.images.node, "--node-image");
+  // Loaded on demand: the MCP SDK is big, and only this command needs it.
+  const { serveMcp } = await import("../mcp/server.js");
   await serveMcp(limits);
   return 0;
+}
+
+const described = (name: keyof typeof FLAGS, what: string) => `${what} (default ${FLAGS[name].parse(undefined)})`;
+
+export function mcpCommand(parent: Command, setStatus: SetStatus): Command {
+  return parent
+    .command("mcp")
+    .description("serve sandboxes as tools to an AI client: a Model Context Protocol server on stdio; its flags are the guard rails")
+    .option("--allow-bind <dir[:ro]>", "bind volumes only of folders inside DIR (read-only ones with :ro; repeatable; default: none)", repeatable())
+    .option("--max-sandboxes <n>", described("max-sandboxes", "sandboxes running at once"))
+    .option("--max-memory <MiB>", described("max-memory", "guest memory of all running sandboxes together"))
+    .option("--idle-timeout <seconds>", described("idle-timeout", "stop a sandbox no tool call has used for this long; 0: never"))
+    .option("--max-output <bytes>", described("max-output", "bytes kept of each of stdout and stderr per call"))
+    .option("--python-image <ref>", described("python-image", "image of throwaway python sandboxes"))
+    .option("--node-image <ref>", described("node-image", "image of throwaway node sandboxes"))
+    .action(async (flags: McpFlags) => setStatus(await mcp(flags)));
 }

@@ -9,7 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { DigestMismatchError, ImageInUseError, ImageNotFoundError } from "../errors.js";
-import { parseReference } from "./reference.js";
+import { parseReference, type ImageReference } from "./reference.js";
 import { Registry, sha256, type Descriptor } from "./registry.js";
 import { applyLayer, UnpackBudget } from "./unpack.js";
 import { parseOptions } from "../validate.js";
@@ -25,6 +25,7 @@ export interface ImageConfig {
 }
 
 export interface PulledImage {
+  /** Canonical reference: the one pulled (pullImage), or the one that first brought the image in (listImages). */
   reference: string;
   digest: string;
   rootfs: string;
@@ -89,11 +90,20 @@ export async function pullImage(reference: string, pullOptions: PullOptions = {}
   if (policy !== "always") {
     const known = ref.digest ?? (fs.existsSync(refFile(ref.canonical)) ? fs.readFileSync(refFile(ref.canonical), "utf8").trim() : undefined);
     const cached = known && readImage(known);
-    if (cached) return cached;
-    if (policy === "never") throw new ImageNotFoundError(ref.canonical);
+    if (cached) return { ...cached, reference: ref.canonical };
+    if (policy === "never") throw new ImageNotFoundError(ref.canonical, `pullPolicy is "never"; pull it first`);
   }
 
   const registry = new Registry(ref, options);
+  try {
+    return await pull(ref, registry, options);
+  } finally {
+    await registry.close();
+  }
+}
+
+async function pull(ref: ImageReference, registry: Registry, options: PullOptions): Promise<PulledImage> {
+  const d = dirs();
   const manifest = await registry.manifest();
   let image = readImage(manifest.digest);
   if (!image) {
@@ -147,7 +157,8 @@ export async function pullImage(reference: string, pullOptions: PullOptions = {}
     }
   }
   if (!ref.digest) writeAtomically(refFile(ref.canonical), manifest.digest + "\n");
-  return readImage(manifest.digest) ?? image;
+  // Another reference may have brought the same image in first.
+  return { ...(readImage(manifest.digest) ?? image), reference: ref.canonical };
 }
 
 /** The images in the cache, with the references that point at them. */

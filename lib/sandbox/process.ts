@@ -159,8 +159,13 @@ export class SandboxProcess {
         break;
       }
       case Frame.Error: {
-        const message = parseJsonFrame("ERROR", payload).message;
-        this.#fail(new ExecFailedError(typeof message === "string" ? message.slice(0, 4096) : "the guest agent could not start the process"));
+        const { message, field } = parseJsonFrame("ERROR", payload);
+        this.#fail(
+          new ExecFailedError(
+            typeof message === "string" ? message.slice(0, 4096) : "the guest agent could not start the process",
+            field === "user" || field === "cwd" ? field : undefined,
+          ),
+        );
         break;
       }
       default:

@@ -36,11 +36,13 @@ export interface ExecRequest {
   user: string;
   /** 0: none. */
   timeoutMs: number;
+  /** Only check that the user and cwd resolve in the guest; start nothing (exits 0). */
+  checkOnly?: boolean;
 }
 
 /** The EXEC frame's payload; with its type byte it must fit in MAX_FRAME. */
 export function execPayload(r: ExecRequest): string {
-  return JSON.stringify({ v: PROTOCOL_VERSION, argv: r.argv, env: r.env, cwd: r.cwd, user: r.user, timeoutMs: r.timeoutMs });
+  return JSON.stringify({ v: PROTOCOL_VERSION, argv: r.argv, env: r.env, cwd: r.cwd, user: r.user, timeoutMs: r.timeoutMs, ...(r.checkOnly && { checkOnly: true }) });
 }
 
 /** Splits a byte stream into frames; throws AgentProtocolError on a bad length. */

@@ -5,14 +5,17 @@ import type net from "node:net";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import {
+  BootTimeoutError,
   ConfigError,
   ExecAbortedError,
-  GuestConnectionError,
+  ExecFailedError,
   ExecTimeoutError,
+  GuestConnectionError,
   GuestCrashedError,
   GuestSetupError,
   KrunboxError,
   MaxBufferExceededError,
+  SandboxConfigError,
   SandboxCrashedError,
   SandboxStoppedError,
 } from "../errors.js";
@@ -34,7 +37,7 @@ import { resolveNetwork, type NetworkOption } from "../network/policy.js";
 import { connectGuestPort, resolvePorts, type PortSpec, type PublishedPort } from "../network/ports.js";
 import { VirtualMachine } from "../vm/vm.js";
 import { parseOptions } from "../validate.js";
-import { resolveVolumes, type ResolvedVolumes } from "../volumes/spec.js";
+import { bindSources, resolveVolumes, type ResolvedVolumes } from "../volumes/spec.js";
 import { Volume } from "../volumes/volumes.js";
 
 // The environment must leave room for the command in one exec request.
@@ -63,6 +66,18 @@ function crashReason(err: KrunboxError): string {
 }
 
 export type SandboxState = "creating" | "running" | "stopping" | "stopped" | "crashed";
+
+/**
+ * Checks options as Sandbox.create does first, before it pulls or boots
+ * anything: the schema, the network policy, published ports, bind sources.
+ */
+export function checkSandboxOptions(options: SandboxOptions = {}): ResolvedSandboxOptions {
+  const resolved: ResolvedSandboxOptions = parseOptions(sandboxOptionsSchema, options, "");
+  resolved.vmNetwork = resolveNetwork(resolved.network as NetworkOption);
+  resolved.vmPorts = resolvePorts(resolved.ports as (string | number | PortSpec)[]);
+  bindSources(resolved.volumes);
+  return resolved;
+}
 
 export interface ExecResult<T extends string | Buffer = string> extends ProcessExit {
   stdout: T;
@@ -168,13 +183,12 @@ export class Sandbox extends EventEmitter {
 
   /**
    * Boots a sandbox and resolves once it can run processes. Options are
-   * validated first (ConfigError names the field); nothing is left behind
-   * if the boot fails.
+   * validated first (ConfigError names the field); what only the guest can
+   * tell (the workdir exists, the user is in /etc/passwd) is checked once
+   * it is up (SandboxConfigError). Nothing is left behind if either fails.
    */
   static async create(options: SandboxOptions = {}): Promise<Sandbox> {
-    const resolved: ResolvedSandboxOptions = parseOptions(sandboxOptionsSchema, options, "");
-    resolved.vmNetwork = resolveNetwork(resolved.network as NetworkOption);
-    resolved.vmPorts = resolvePorts(resolved.ports as (string | number | PortSpec)[]);
+    const resolved = checkSandboxOptions(options);
     const image = resolved.image;
     if (image && typeof image === "object" && "dir" in image) {
       const dir = path.resolve(image.dir);
@@ -205,8 +219,38 @@ export class Sandbox extends EventEmitter {
       await sb.closed.catch(() => {});
       throw sb.#crash?.cause ?? sb.#crash;
     }
+    try {
+      await sb.#checkInGuest();
+    } catch (err) {
+      await sb.stop();
+      throw sb.#crash ?? err;
+    }
     sb.#setState("running");
     return sb;
+  }
+
+  // Once, instead of failing every exec: the agent resolves the default
+  // user and workdir as it would for a process, and starts nothing.
+  async #checkInGuest(): Promise<void> {
+    const { workdir, user, bootTimeoutMs } = this.#options;
+    // Part of booting: bounded like the rest of it.
+    const signal = AbortSignal.timeout(bootTimeoutMs);
+    const check = new SandboxProcess(
+      this.#socketDir.socketPath,
+      { argv: [], env: [], cwd: workdir, user: user ?? "", timeoutMs: 0, stdin: false, signal, checkOnly: true },
+      () => this.#crash,
+      this.#whyClosed,
+    );
+    try {
+      await check.exited;
+    } catch (err) {
+      if (err instanceof ExecAbortedError)
+        throw new BootTimeoutError(`the guest agent did not answer its first request within bootTimeoutMs (${bootTimeoutMs} ms)`);
+      if (!(err instanceof ExecFailedError) || !err.field) throw err;
+      if (err.field === "cwd")
+        throw new SandboxConfigError("workdir", `${err.message.replace(/^cwd /, "workdir ")}; pick a folder the image has, or mount a volume there`);
+      throw new SandboxConfigError("user", err.message);
+    }
   }
 
   #setState(state: SandboxState) {

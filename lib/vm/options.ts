@@ -58,7 +58,7 @@ export const vmOptionsSchema = z
       .array(
         z
           .object({
-            /** Absolute host folder. */
+            /** Absolute host folder, or a regular file (bound onto a file in the guest). */
             hostPath: z.string(),
             /** Absolute mount point in the guest (created if missing). */
             guestPath: guestMountPath,

@@ -23,8 +23,8 @@ const volumeObjectSchema = z.discriminatedUnion("type", [
   z
     .object({
       type: z.literal("bind"),
-      /** Host folder; a relative one resolves against process.cwd(). */
-      source: z.string().min(1, "must name a host folder"),
+      /** Host folder, or a regular file (bound onto a file); a relative one resolves against process.cwd(). */
+      source: z.string().min(1, "must name a host folder or file"),
       target: target(),
       /** Enforced on the host: the guest cannot write, whatever it does. */
       readOnly: z.boolean().default(false),
@@ -43,7 +43,12 @@ const volumeObjectSchema = z.discriminatedUnion("type", [
     .object({
       type: z.literal("tmpfs"),
       target: target(),
-      sizeMiB: z.number().int().min(1).max(1 << 20).default(VM_DEFAULTS.tmpfsSizeMiB),
+      sizeMiB: z
+        .number()
+        .int("must be a positive whole number of MiB")
+        .min(1, "must be a positive whole number of MiB")
+        .max(1 << 20)
+        .default(VM_DEFAULTS.tmpfsSizeMiB),
     })
     .strict(),
 ]);
@@ -90,17 +95,29 @@ export interface ResolvedVolumes {
 }
 
 /**
- * Checks every bind source first (ConfigError names the entry), so that bad
- * input creates nothing; then creates missing named volumes.
+ * Each bind's host path, resolved against process.cwd() and checked: a
+ * folder, or a regular file (bound onto a file in the guest). ConfigError
+ * names the entry; creates nothing.
  */
-export async function resolveVolumes(volumes: VolumeEntry[]): Promise<ResolvedVolumes> {
-  const sources = volumes.map((v, i) => {
+export function bindSources(volumes: VolumeEntry[]): (string | undefined)[] {
+  return volumes.map((v, i) => {
     if (v.type !== "bind") return undefined;
+    const field = `volumes[${i}].source`;
     const source = path.resolve(v.source);
-    if (!fs.existsSync(source) || !fs.statSync(source).isDirectory())
-      throw new ConfigError(`volumes[${i}].source`, `volumes[${i}].source: host folder ${source} does not exist; create it first`);
+    const st = fs.statSync(source, { throwIfNoEntry: false });
+    if (!st) throw new ConfigError(field, `${field}: ${source} does not exist on the host; create it first`);
+    if (!st.isDirectory() && !st.isFile())
+      throw new ConfigError(field, `${field}: ${source} is neither a folder nor a regular file; only those can be bound`);
     return source;
   });
+}
+
+/**
+ * Checks every bind source first, so that bad input creates nothing; then
+ * creates missing named volumes.
+ */
+export async function resolveVolumes(volumes: VolumeEntry[]): Promise<ResolvedVolumes> {
+  const sources = bindSources(volumes);
   const out: ResolvedVolumes = { shares: [], tmpfs: [], named: [] };
   for (const [i, v] of volumes.entries()) {
     if (v.type === "tmpfs") out.tmpfs.push({ guestPath: v.target, sizeMiB: v.sizeMiB });

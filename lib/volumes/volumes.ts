@@ -18,6 +18,8 @@ export interface VolumeInfo {
   quotaMiB?: number;
   /** The host folder the guest sees. */
   path: string;
+  /** "create": made by Volume.create (`krunbox volume create`); "mount": made on first use by a volumes entry (`-v name:/data`). */
+  origin?: "create" | "mount";
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -40,9 +42,9 @@ const createOptionsSchema = z
 
 // volume.json is replaced whole (write aside, then rename): readers never see half of it.
 function writeMeta(dir: string, info: VolumeInfo): void {
-  const { name, created, labels, quotaMiB } = info;
+  const { name, created, labels, quotaMiB, origin } = info;
   const tmp = path.join(dir, `.volume.json.${process.pid}`);
-  fs.writeFileSync(tmp, JSON.stringify({ name, created, labels, quotaMiB }, null, 2) + "\n");
+  fs.writeFileSync(tmp, JSON.stringify({ name, created, labels, quotaMiB, origin }, null, 2) + "\n");
   fs.renameSync(tmp, path.join(dir, "volume.json"));
 }
 
@@ -91,6 +93,10 @@ export class Volume {
 
   /** Creates a volume; VolumeExistsError if it exists (two racing creators: one wins). */
   static async create(name: string, options: { quotaMiB?: number; labels?: Record<string, string> } = {}): Promise<Volume> {
+    return Volume.#create(name, options, "create");
+  }
+
+  static async #create(name: string, options: { quotaMiB?: number; labels?: Record<string, string> }, origin: VolumeInfo["origin"]): Promise<Volume> {
     checkVolumeName(name, "name");
     const { quotaMiB, labels } = parseOptions(createOptionsSchema, options, "");
     const { dir } = layout(name);
@@ -98,7 +104,7 @@ export class Volume {
     // Assemble aside, then rename into place: rename of a folder onto an
     // existing one fails, so exactly one of two racing creators wins.
     const tmp = fs.mkdtempSync(path.join(volumesDir(), `.new-${name}-`));
-    const info: VolumeInfo = { name, created: new Date().toISOString(), labels, quotaMiB, path: layout(name).data };
+    const info: VolumeInfo = { name, created: new Date().toISOString(), labels, quotaMiB, path: layout(name).data, origin };
     try {
       fs.mkdirSync(path.join(tmp, "data"), { mode: 0o755 });
       if (info.quotaMiB !== undefined) createDisk(tmp, info.quotaMiB);
@@ -130,11 +136,11 @@ export class Volume {
     } catch {
       throw new VolumeNotFoundError(name);
     }
-    const m = JSON.parse(raw) as { created: string; labels?: Record<string, string>; quotaMiB?: number };
-    return new Volume({ name, created: m.created, labels: m.labels ?? {}, quotaMiB: m.quotaMiB, path: data });
+    const m = JSON.parse(raw) as Partial<VolumeInfo>;
+    return new Volume({ name, created: m.created ?? "", labels: m.labels ?? {}, quotaMiB: m.quotaMiB, path: data, origin: m.origin });
   }
 
-  /** Gets the volume, creating it if absent (safe against concurrent creators). */
+  /** Gets the volume, creating it if absent (safe against concurrent creators); for volumes entries. */
   static async ensure(name: string): Promise<Volume> {
     try {
       return await Volume.get(name);
@@ -142,7 +148,7 @@ export class Volume {
       if (!(err instanceof VolumeNotFoundError)) throw err;
     }
     try {
-      return await Volume.create(name);
+      return await Volume.#create(name, {}, "mount");
     } catch (err) {
       if (err instanceof VolumeExistsError) return Volume.get(name);
       throw err;

@@ -115,7 +115,15 @@ void BuildRoot(const GuestConfig& cfg) {
   }
   for (const GuestMount& m : cfg.mounts) {
     const std::string target = std::string(kNewRoot) + m.target;
-    MkdirP(target);
+    if (m.file) {
+      // A file is bound onto a file: make an empty one if the image has none.
+      MkdirP(target.substr(0, target.rfind('/')));
+      const int fd = open(target.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+      if (fd < 0) Fail("create the mount point " + m.target);
+      close(fd);
+    } else {
+      MkdirP(target);
+    }
     if (m.kind == GuestMount::Kind::Tmpfs) {
       const std::string opts = "mode=1777,size=" + std::to_string(m.sizeMiB) + "m";
       Mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str());

@@ -63,20 +63,31 @@ void ExecServer::Send(Session& s, uint8_t type, const std::string& payload) { kr
 void ExecServer::Start(Session& s, const std::string& json) {
   ExecSpec spec;
   int timeoutMs = 0;
-  std::string user;
+  const char* field = nullptr;  // the option a SetupError is about, for the host
   try {
     const nlohmann::json j = nlohmann::json::parse(json);
     if (j.value("v", 0u) != krunbox::kProtocolVersion)
       throw SetupError("protocol version " + std::to_string(j.value("v", 0u)) + " is not supported (agent speaks 1)");
+    const bool checkOnly = j.value("checkOnly", false);
     spec.argv = j.at("argv").get<std::vector<std::string>>();
-    if (spec.argv.empty() || spec.argv[0].empty()) throw SetupError("argv is empty");
+    if (!checkOnly && (spec.argv.empty() || spec.argv[0].empty())) throw SetupError("argv is empty");
     spec.env = j.value("env", std::vector<std::string>{});
     spec.cwd = j.value("cwd", std::string("/"));
-    user = j.value("user", std::string());
     timeoutMs = j.value("timeoutMs", 0);
-    ResolveUser(user, spec);
+    field = "user";
+    ResolveUser(j.value("user", std::string()), spec);
+    field = "cwd";
+    CheckCwd(spec.cwd);
+    field = nullptr;
+    if (checkOnly) {
+      Send(s, krunbox::kExit, nlohmann::json{{"code", 0}}.dump());
+      s.done = true;
+      return;
+    }
   } catch (const std::exception& e) {
-    Send(s, krunbox::kError, nlohmann::json{{"message", e.what()}}.dump());
+    nlohmann::json error{{"message", e.what()}};
+    if (field) error["field"] = field;
+    Send(s, krunbox::kError, error.dump());
     s.done = true;
     return;
   }

@@ -3,10 +3,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/openat2.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -69,6 +71,20 @@ void ResolveUser(const std::string& user, ExecSpec& spec) {
     if (!gid) throw SetupError("group in \"" + user + "\" must be a numeric gid from 0 to 4294967294");
     spec.gid = *gid;
   }
+}
+
+void CheckCwd(const std::string& cwd) {
+  // Resolved as the chrooted process will (symlinks stay inside the root),
+  // so that a missing folder is an error here, not exit 126 after fork.
+  krunbox::Fd root(open(kNewRoot, O_PATH | O_DIRECTORY | O_CLOEXEC));
+  open_how how{};
+  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT;
+  krunbox::Fd dir(static_cast<int>(syscall(SYS_openat2, root.get(), cwd.c_str(), &how, sizeof how)));
+  if (dir.valid()) return;
+  if (errno == ENOENT) throw SetupError("cwd \"" + cwd + "\" does not exist in the guest");
+  if (errno == ENOTDIR) throw SetupError("cwd \"" + cwd + "\" is not a folder in the guest");
+  throw SetupError("cwd \"" + cwd + "\": " + strerror(errno));
 }
 
 pid_t Launch(const ExecSpec& spec, int in, int out, int err) {

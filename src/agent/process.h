@@ -21,6 +21,9 @@ struct ExecSpec {
 // 4294967294 are refused, never truncated).
 void ResolveUser(const std::string& user, ExecSpec& spec);
 
+// Throws SetupError unless `cwd` is a folder in the workload root.
+void CheckCwd(const std::string& cwd);
+
 // fork + exec in a new session (its own process group), chrooted into the
 // workload root, with stdin/stdout/stderr on the given descriptors. The
 // child reports exec failures on stderr and exits 127 (not found) or 126.

@@ -5,11 +5,14 @@
 // Frames both ways: u32 little-endian length of (type + payload), u8 type,
 // payload; at most kMaxFrame bytes. Protocol version 1.
 //   host -> guest  EXEC {"v":1,"argv":[..],"env":[..],"cwd":"/","user":"",
-//                        "timeoutMs":0}   (first frame, once)
+//                        "timeoutMs":0}   (first frame, once); with
+//                        "checkOnly":true the agent resolves user and cwd,
+//                        starts nothing and answers EXIT {"code":0} or ERROR
 //                  STDIN bytes | STDIN_EOF | SIGNAL u32
 //   guest -> host  STARTED {"pid":n} | STDOUT bytes | STDERR bytes |
 //                  EXIT {"code":n} or {"signal":n}, plus "timedOut":true |
-//                  ERROR {"message":".."}
+//                  ERROR {"message":".."}, plus "field":"user"|"cwd" when
+//                  that option is what the guest rejected
 // Closing the connection kills the process group.
 #pragma once
 

@@ -14,7 +14,7 @@ std::string GuestConfigToJson(const GuestConfig& c) {
     if (m.kind == GuestMount::Kind::Tmpfs)
       mounts.push_back({{"type", "tmpfs"}, {"target", m.target}, {"sizeMiB", m.sizeMiB}});
     else
-      mounts.push_back({{"type", "share"}, {"source", m.source}, {"target", m.target}, {"readOnly", m.readOnly}});
+      mounts.push_back({{"type", "share"}, {"source", m.source}, {"target", m.target}, {"readOnly", m.readOnly}, {"file", m.file}});
   }
   json network = nullptr;
   if (c.network)
@@ -49,6 +49,7 @@ GuestConfig GuestConfigFromJson(const std::string& text) {
       } else if (type == "share") {
         mount.source = m.at("source").get<std::string>();
         mount.readOnly = m.at("readOnly").get<bool>();
+        mount.file = m.at("file").get<bool>();
       } else {
         throw std::runtime_error("unknown mount type \"" + type + "\"");
       }

@@ -16,6 +16,7 @@ struct GuestMount {
   std::string target;     // absolute path in the guest's root
   bool readOnly = false;  // Share: also enforced on the host
   uint32_t sizeMiB = 0;   // Tmpfs: size limit
+  bool file = false;      // Share: a single file, bound onto a file
 };
 
 // The guest's one network interface (eth0), when the VM has a network.

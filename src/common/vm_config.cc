@@ -128,6 +128,15 @@ void RequireDir(const std::string& field, const std::string& p) {
   if (!S_ISDIR(st.st_mode)) throw ConfigError(field, "\"" + p + "\" is not a folder");
 }
 
+// Returns true for a regular file.
+bool RequireDirOrFile(const std::string& field, const std::string& p) {
+  RequireAbsolute(field, p);
+  struct stat st;
+  if (stat(p.c_str(), &st) != 0) throw ConfigError(field, "\"" + p + "\" does not exist");
+  if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) throw ConfigError(field, "\"" + p + "\" is neither a folder nor a regular file");
+  return S_ISREG(st.st_mode);
+}
+
 void RequireFile(const std::string& field, const std::string& p, const std::string& remedy) {
   struct stat st;
   if (p.empty() || stat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
@@ -247,7 +256,7 @@ VmConfig VmConfigFromJson(const json& j) {
     Reader s(shares[i], "shares[" + std::to_string(i) + "]");
     Share sh;
     sh.hostPath = s.RequiredString("hostPath");
-    RequireDir(s.Field("hostPath"), sh.hostPath);
+    sh.file = RequireDirOrFile(s.Field("hostPath"), sh.hostPath);
     sh.guestPath = s.RequiredString("guestPath");
     RequireAbsolute(s.Field("guestPath"), sh.guestPath);
     if (sh.guestPath == "/") throw ConfigError(s.Field("guestPath"), "cannot be \"/\": the root is rootPath");

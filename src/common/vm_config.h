@@ -17,9 +17,10 @@ namespace krunbox {
 
 // A host folder exported to the guest over virtio-fs.
 struct Share {
-  std::string hostPath;   // absolute host directory
+  std::string hostPath;   // absolute host folder, or a regular file
   std::string guestPath;  // absolute mount point inside the guest
   bool readOnly = false;  // enforced on the host, not only by the guest mount
+  bool file = false;      // hostPath is a file (found when the config is read)
 };
 
 // A size-limited tmpfs that the guest agent mounts; gone with the VM.

@@ -136,7 +136,13 @@ void BuildSharedTree(const VmConfig& config, const std::string& dir) {
   MakeDir(dir + "/shares");
   for (size_t i = 0; i < config.shares.size(); i++) {
     const std::string target = dir + "/shares/" + std::to_string(i);
-    MakeDir(target);
+    if (config.shares[i].file) {
+      // A bind mount needs a mount point of its own kind.
+      Fd fd(open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+      if (!fd.valid()) ThrowErrno("SETUP_FAILED", "create " + target);
+    } else {
+      MakeDir(target);
+    }
     BindInto(config.shares[i].hostPath, target, config.shares[i].readOnly);
   }
   // The tree itself is read-only too: the guest can't rewrite its config.
@@ -159,6 +165,7 @@ GuestConfig GuestConfigFor(const VmConfig& config) {
     m.source = "shares/" + std::to_string(i);
     m.target = config.shares[i].guestPath;
     m.readOnly = config.shares[i].readOnly;
+    m.file = config.shares[i].file;
     g.mounts.push_back(m);
   }
   for (const TmpfsMount& t : config.tmpfs) {

@@ -16,13 +16,14 @@ TEST_CASE("GuestConfig survives a JSON round trip") {
   c.rootReadOnly = true;
   c.mounts.push_back({GuestMount::Kind::Share, "shares/0", "/data", true, 0});
   c.mounts.push_back({GuestMount::Kind::Tmpfs, "", "/scratch", false, 100});
+  c.mounts.push_back({GuestMount::Kind::Share, "shares/1", "/etc/app.conf", true, 0, true});
 
   const GuestConfig back = GuestConfigFromJson(GuestConfigToJson(c));
   CHECK(back.command == c.command);
   CHECK(back.env == c.env);
   CHECK(back.workdir == "/work");
   CHECK(back.rootReadOnly);
-  REQUIRE(back.mounts.size() == 2);
+  REQUIRE(back.mounts.size() == 3);
   CHECK(back.mounts[0].kind == GuestMount::Kind::Share);
   CHECK(back.mounts[0].source == "shares/0");
   CHECK(back.mounts[0].target == "/data");
@@ -30,6 +31,8 @@ TEST_CASE("GuestConfig survives a JSON round trip") {
   CHECK(back.mounts[1].kind == GuestMount::Kind::Tmpfs);
   CHECK(back.mounts[1].target == "/scratch");
   CHECK(back.mounts[1].sizeMiB == 100);
+  CHECK(!back.mounts[0].file);
+  CHECK(back.mounts[2].file);
 }
 
 TEST_CASE("GuestConfigFromJson refuses malformed configs") {
@@ -46,13 +49,15 @@ TEST_CASE("the runner gives the guest each share and tmpfs in order") {
   vm.env = {"K=V"};
   vm.workdir = "/";
   vm.rootReadOnly = true;
-  vm.shares = {{"/srv/a", "/a", false}, {"/srv/b", "/b", true}};
+  vm.shares = {{"/srv/a", "/a", false}, {"/srv/b", "/b", true, true}};
   vm.tmpfs = {{"/t", 8}};
   const GuestConfig g = GuestConfigFor(vm);
   REQUIRE(g.mounts.size() == 3);
   CHECK(g.mounts[0].source == "shares/0");
   CHECK(g.mounts[1].source == "shares/1");
   CHECK(g.mounts[1].readOnly);
+  CHECK(!g.mounts[0].file);
+  CHECK(g.mounts[1].file);
   CHECK(g.mounts[2].kind == GuestMount::Kind::Tmpfs);
   CHECK(g.mounts[2].sizeMiB == 8);
   CHECK(g.command == vm.command);

@@ -1,6 +1,9 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <string>
 
 #include "common/agent_ports.h"
@@ -82,6 +85,23 @@ TEST_CASE("bad values name their field") {
   j = Base();
   j["vsock"] = {{{"port", kFsPort}, {"socketPath", "/tmp/s"}}};
   CHECK(FieldOf(j) == "vsock[0].port");
+}
+
+TEST_CASE("a share is a folder or a regular file, and says which") {
+  char file[] = "/tmp/krunbox-share-XXXXXX";
+  const int fd = mkstemp(file);
+  REQUIRE(fd >= 0);
+  close(fd);
+  json j = Base();
+  j["shares"] = {{{"hostPath", "/tmp"}, {"guestPath", "/d"}}, {{"hostPath", file}, {"guestPath", "/f"}}};
+  const VmConfig c = VmConfigFromJson(j);
+  CHECK(!c.shares[0].file);
+  CHECK(c.shares[1].file);
+  unlink(file);
+  j["shares"] = {{{"hostPath", "/dev/null"}, {"guestPath", "/f"}}};
+  CHECK(FieldOf(j) == "shares[0].hostPath");
+  j["shares"] = {{{"hostPath", file}, {"guestPath", "/f"}}};
+  CHECK(FieldOf(j) == "shares[0].hostPath");
 }
 
 TEST_CASE("the qemu backend checks its runtime files") {
