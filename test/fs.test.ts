@@ -15,14 +15,18 @@ describe("one sandbox", () => {
   let sb: Sandbox;
   let bind: string;
   let ro: string;
+  let boundFile: string;
   beforeAll(async () => {
     bind = tempDir();
     ro = tempDir();
+    boundFile = path.join(tempDir(), "host-name.conf");
+    fs.writeFileSync(boundFile, "conf\n");
     fs.writeFileSync(path.join(ro, "kept"), "original");
     sb = await Sandbox.create({
       workdir: "/work",
       volumes: [
         { type: "bind", source: bind, target: "/work/w/vol" },
+        { type: "bind", source: boundFile, target: "/work/w/app.conf" },
         { type: "bind", source: ro, target: "/ro", readOnly: true },
         { type: "tmpfs", target: "/small", sizeMiB: 1 },
       ],
@@ -161,7 +165,7 @@ describe("one sandbox", () => {
     expect(fs.readFileSync(secret, "utf8")).toBe("host-secret");
   });
 
-  it("watches changes made by exec, by sb.fs and by the host through a volume", async () => {
+  it("watches changes made by exec, by sb.fs and by the host through a volume or a bound file", async () => {
     const inotifyCount = async () =>
       Number((await sb.exec("sh", ["-c", "ls -l /proc/[0-9]*/fd 2>/dev/null | grep -c inotify"])).stdout.trim());
     const before = await inotifyCount();
@@ -187,6 +191,10 @@ describe("one sandbox", () => {
     await waitFor("an event from sb.fs", () => has("rename", "sub/viafs") || has("change", "sub/viafs"));
     fs.writeFileSync(path.join(bind, "from-host"), "x");
     await waitFor("an event from the host", () => has("rename", "vol/from-host") || has("change", "vol/from-host"));
+    // A single bound file is watched on the host too, under its name in the guest.
+    fs.appendFileSync(boundFile, "from-host\n");
+    await waitFor("an event from the host on the bound file", () => has("change", "app.conf"));
+    expect(events.some((e) => e.filename.includes("host-name"))).toBe(false);
 
     ac.abort();
     expect(await watching).toMatchObject({ name: "AbortError" });

@@ -3,6 +3,7 @@
 // paths (root overlay, volumes, tmpfs). Each call takes a connection (a
 // worker process in the guest) from a small pool; streams, copies and
 // watches hold theirs until they end.
+import fs from "node:fs/promises";
 import path from "node:path";
 import { Readable, Writable } from "node:stream";
 import { AgentProtocolError, FsError, FsLimitError, KrunboxError } from "../errors.js";
@@ -30,7 +31,7 @@ export interface SandboxFsOptions {
   user: string;
   /** Relative paths resolve against it. */
   workdir: string;
-  /** Host folders mounted in the guest: host-side writes to them are watched on the host. */
+  /** Host folders (or single files) mounted in the guest: host-side writes to them are watched on the host. */
   shares: { hostPath: string; guestPath: string }[];
   /** Why the sandbox cannot serve calls, if it cannot. */
   gone: () => KrunboxError | undefined;
@@ -374,7 +375,13 @@ export class SandboxFs extends FileSystem {
         if (guestPath === g || guestPath.startsWith(`${g}/`)) [rel, prefix] = [path.posix.relative(g, guestPath), ""];
         else if (recursive && (guestPath === "/" || g.startsWith(`${guestPath}/`))) [rel, prefix] = ["", path.posix.relative(guestPath, g)];
         else continue;
-        stops.push(await watchBeneath(share.hostPath, rel, { recursive, display: p, folder: g, prefix }, queue));
+        let root = share.hostPath;
+        if ((await fs.stat(root)).isFile()) {
+          // A file bound on its own: watched in its host folder, under its guest name.
+          const real = await fs.realpath(root);
+          [root, rel, prefix] = [path.dirname(real), path.basename(real), prefix || path.posix.basename(g)];
+        }
+        stops.push(await watchBeneath(root, rel, { recursive, display: p, folder: g, prefix }, queue));
       }
     } catch (err) {
       stop();

@@ -160,7 +160,8 @@ export async function watchBeneath(
 
   const top = await beneath(display, folder, () => native.stat(root, rel, true));
   if ((top.mode & fs.constants.S_IFMT) !== fs.constants.S_IFDIR) {
-    // A single file: every event is about it.
+    // A single file: every event is about it (`prefix` names it, if given).
+    const name = prefix || path.posix.basename(rel || display);
     const { fd } = await beneath(display, folder, () => native.openRead(root, rel, true));
     try {
       let w: fs.FSWatcher;
@@ -169,7 +170,7 @@ export async function watchBeneath(
       } catch (err) {
         throw fromSystemError(err, display);
       }
-      w.on("change", (type) => emit(type as "rename" | "change", path.posix.basename(prefix || rel || display)));
+      w.on("change", (type) => queue.push({ eventType: type as "rename" | "change", filename: name }));
       w.on("error", () => w.close());
       watchers.set("", w);
     } finally {
