@@ -3,6 +3,8 @@
 import { spawn, spawnSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
+import http from "node:http";
+import net from "node:net";
 import path from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
@@ -72,10 +74,25 @@ afterEach(async () => {
 it("lists its tools with schemas derived from the API's", async () => {
   const { client, call } = await connect();
   const { tools } = await client.listTools();
-  expect(tools.map((t) => t.name).sort()).toEqual(["sandbox_create", "sandbox_exec", "sandbox_list", "sandbox_run_code", "sandbox_stop"]);
+  expect(tools.map((t) => t.name).sort()).toEqual([
+    "sandbox_create",
+    "sandbox_exec",
+    "sandbox_list",
+    "sandbox_list_files",
+    "sandbox_read_file",
+    "sandbox_run_code",
+    "sandbox_stop",
+    "sandbox_write_file",
+  ]);
   const byName = Object.fromEntries(tools.map((t) => [t.name, t]));
   const create = byName.sandbox_create.inputSchema as any;
-  expect(Object.keys(create.properties).sort()).toEqual(["cpus", "env", "image", "memoryMiB", "volumes"]);
+  expect(Object.keys(create.properties).sort()).toEqual(["cpus", "env", "image", "memoryMiB", "network", "ports", "volumes"]);
+  // The API's network option less onConnect, which no model can send.
+  const policy = create.properties.network.anyOf.find((s: any) => s.type === "object");
+  expect(Object.keys(policy.properties).sort()).toEqual(["allow", "deny", "hosts"]);
+  expect(create.properties.ports.items.anyOf).toHaveLength(3);
+  expect((byName.sandbox_write_file.inputSchema as any).properties.encoding.enum).toEqual(["utf8", "base64"]);
+  expect(byName.sandbox_read_file.inputSchema.required).toEqual(expect.arrayContaining(["id", "path"]));
   expect(create.properties.memoryMiB).toMatchObject({ type: "integer", minimum: 64, default: VM_DEFAULTS.memoryMiB });
   expect(create.properties.volumes.items.anyOf).toHaveLength(4);
   expect(create.additionalProperties).toBe(false);
@@ -84,7 +101,8 @@ it("lists its tools with schemas derived from the API's", async () => {
   expect(byName.sandbox_exec.inputSchema.required).toEqual(expect.arrayContaining(["id", "command"]));
   expect((byName.sandbox_run_code.inputSchema as any).properties.language.enum).toEqual(["python", "node", "sh"]);
   expect((byName.sandbox_exec.outputSchema as any).properties.exitCode).toBeDefined();
-  expect(client.getInstructions()).toMatch(/at most 4 sandbox\(es\) and 4096 MiB/);
+  expect(client.getInstructions()).toMatch(/at most 4 sandbox\(es\) and 4096 MiB of memory together, 4 cpus each; network: no network/);
+  expect(client.getInstructions()).toMatch(/named volumes: mcp-\*; image registries: \*/);
   // Only what the model may choose: no backend, no host folder as the root.
   expect(refused(await call("sandbox_create", { backend: "libkrun" }))).toMatch(/backend/);
   expect(refused(await call("sandbox_create", { image: { dir: "/" } }))).toMatch(/image/);
@@ -97,6 +115,13 @@ it("refuses bad flags, naming them, before serving", () => {
     [["--max-memory", "lots"], /--max-memory lots: /],
     [["--allow-bind", "/no/such/folder:ro"], /--allow-bind \/no\/such\/folder:ro: \/no\/such\/folder is not an existing folder/],
     [["--python-image", "Not An Image"], /--python-image: "Not An Image" is not an image reference/],
+    [["--network", "all"], /--network all: /],
+    [["--allow-host", "127.0.0.1"], /--allow-host: sandboxes get no network with --network none/],
+    [["--network", "allow-list", "--allow-host", "not a host"], /--allow-host not a host: a host name/],
+    [["--allow-registry", "nohost"], /--allow-registry nohost: a registry host/],
+    [["--allow-volume", "../x"], /--allow-volume \.\.\/x: a volume name/],
+    [["--max-cpus", "65"], /--max-cpus 65: /],
+    [["--max-file-bytes", "10"], /--max-file-bytes 10: /],
   ] as const) {
     const r = spawnSync(process.execPath, [cli, "mcp", ...flags], { encoding: "utf8", input: "", timeout: 30_000 });
     expect(r.status, r.stderr).toBe(125);
@@ -105,8 +130,8 @@ it("refuses bad flags, naming them, before serving", () => {
   }
 });
 
-it("creates a sandbox, runs commands in it with bounded output, and stops it", async () => {
-  const { call } = await connect("--max-output", "4096");
+it("creates a sandbox, runs commands in it with bounded output, moves files, and stops it", async () => {
+  const { call } = await connect("--max-output", "4096", "--max-file-bytes", "4096", "--max-list-entries", "5");
   const { id } = ok(await call("sandbox_create", { env: { A: "1" } }));
   expect(id).toMatch(/^sb-[0-9a-f]{8}$/);
   expect(ok(await call("sandbox_list")).sandboxes).toEqual([expect.objectContaining({ id, image: "default", memoryMiB: 512, activeCalls: 0 })]);
@@ -122,6 +147,51 @@ it("creates a sandbox, runs commands in it with bounded output, and stops it", a
   const slow = ok(await call("sandbox_exec", { id, command: "sleep", args: ["30"], timeoutMs: 1000 }));
   expect(slow).toMatchObject({ timedOut: true, exitCode: null });
   expect(slow.note).toMatch(/timeoutMs \(1000 ms\)/);
+
+  // Files, as text and as bytes; missing parent folders are made.
+  const text = "print('hi')\n";
+  expect(ok(await call("sandbox_write_file", { id, path: "/work/src/main.py", content: text }))).toEqual({ path: "/work/src/main.py", bytes: 12 });
+  expect(ok(await call("sandbox_exec", { id, command: "cat", args: ["/work/src/main.py"] })).stdout).toBe(text);
+  expect(ok(await call("sandbox_read_file", { id, path: "/work/src/main.py" }))).toEqual({ path: "/work/src/main.py", encoding: "utf8", bytes: 12, content: text });
+  const bytes = crypto.randomBytes(3000);
+  bytes[0] = 0xff; // never UTF-8
+  ok(await call("sandbox_write_file", { id, path: "/work/bin.dat", content: bytes.toString("base64"), encoding: "base64" }));
+  const md5 = crypto.createHash("md5").update(bytes).digest("hex");
+  expect(ok(await call("sandbox_exec", { id, command: "md5sum", args: ["/work/bin.dat"] })).stdout).toBe(`${md5}  /work/bin.dat\n`);
+  const back = ok(await call("sandbox_read_file", { id, path: "/work/bin.dat", encoding: "base64" }));
+  expect(back).toMatchObject({ encoding: "base64", bytes: 3000 });
+  expect(Buffer.from(back.content, "base64").equals(bytes)).toBe(true);
+  expect(refused(await call("sandbox_read_file", { id, path: "/work/bin.dat" }))).toMatch(/\/work\/bin.dat is not UTF-8 text \(3000 bytes\); read it with encoding "base64"/);
+  ok(await call("sandbox_write_file", { id, path: "rel.txt", content: "relative\n" })); // against the working folder, /
+  expect(ok(await call("sandbox_read_file", { id, path: "/rel.txt" })).content).toBe("relative\n");
+  expect(ok(await call("sandbox_list_files", { id, path: "/work" }))).toEqual({
+    path: "/work",
+    total: 2,
+    entries: [
+      { name: "bin.dat", type: "file" },
+      { name: "src", type: "directory" },
+    ],
+  });
+
+  // Errors say what happened.
+  expect(refused(await call("sandbox_read_file", { id, path: "/work/nope" }))).toMatch(/^ENOENT: no such file or folder .*'\/work\/nope'/);
+  expect(refused(await call("sandbox_read_file", { id, path: "/work/src" }))).toMatch(/^EISDIR: a folder, not a file \(list it with sandbox_list_files\)/);
+  expect(refused(await call("sandbox_list_files", { id, path: "/work/src/main.py" }))).toMatch(/^ENOTDIR: /);
+  expect(refused(await call("sandbox_list_files", { id, path: "/nowhere" }))).toMatch(/^ENOENT: .*'\/nowhere'/);
+  expect(refused(await call("sandbox_write_file", { id, path: "/work/bin.dat/x", content: "" }))).toMatch(/^(ENOTDIR|EEXIST): .*\/work\/bin.dat/);
+  expect(refused(await call("sandbox_write_file", { id, path: "/x", content: "not base64!", encoding: "base64" }))).toMatch(/content: not valid base64/);
+
+  // Past --max-file-bytes and --max-list-entries.
+  ok(await call("sandbox_exec", { id, command: "sh", args: ["-c", "head -c 5000 /dev/zero > /work/big; mkdir /many; touch /many/f1 /many/f2 /many/f3 /many/f4 /many/f5 /many/f6 /many/f7"] }));
+  expect(refused(await call("sandbox_read_file", { id, path: "/work/big", encoding: "base64" }))).toMatch(
+    /refused: \/work\/big holds 5000 bytes, more than the 4096 bytes one call may carry \(--max-file-bytes, set by whoever started `krunbox mcp`.*sandbox_exec/,
+  );
+  expect(refused(await call("sandbox_write_file", { id, path: "/work/big2", content: "x".repeat(4097) }))).toMatch(/content is 4097 bytes, more than the 4096 .*--max-file-bytes/);
+  expect(ok(await call("sandbox_exec", { id, command: "ls", args: ["/work"] })).stdout).not.toContain("big2");
+  const many = ok(await call("sandbox_list_files", { id, path: "/many" }));
+  expect(many.entries.map((e: { name: string }) => e.name)).toEqual(["f1", "f2", "f3", "f4", "f5"]);
+  expect(many.total).toBe(7);
+  expect(many.note).toMatch(/7 entries: only the first 5 by name are listed \(--max-list-entries/);
 
   expect(ok(await call("sandbox_stop", { id }))).toEqual({ stopped: id });
   expect(ok(await call("sandbox_list")).sandboxes).toEqual([]);

@@ -14,8 +14,10 @@ export const usage = `usage:
   krunbox volume inspect NAME
   krunbox volume rm [--force] NAME...
   krunbox doctor
-  krunbox mcp [--allow-bind DIR[:ro]]... [--max-sandboxes N] [--max-memory MiB] [--idle-timeout SECONDS]
-              [--max-output BYTES] [--python-image REF] [--node-image REF]`;
+  krunbox mcp [--allow-bind DIR[:ro]]... [--allow-volume NAME|PREFIX*|*|none]... [--allow-registry HOST[:PORT]|*]...
+              [--network none|allow-list|public] [--allow-host PATTERN]... [--allow-publish]
+              [--max-sandboxes N] [--max-memory MiB] [--max-cpus N] [--idle-timeout SECONDS] [--max-output BYTES]
+              [--max-file-bytes BYTES] [--max-list-entries N] [--python-image REF] [--node-image REF]`;
 
 export function keyValues(list: string[] | undefined, flag: string): Record<string, string> {
   const out: Record<string, string> = {};

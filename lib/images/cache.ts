@@ -12,6 +12,7 @@ import { DigestMismatchError, ImageInUseError, ImageNotFoundError } from "../err
 import { parseReference } from "./reference.js";
 import { Registry, sha256, type Descriptor } from "./registry.js";
 import { applyLayer, UnpackBudget } from "./unpack.js";
+import { checkedDispatcher, type HostConnectionCheck } from "../network/address.js";
 import { parseOptions } from "../validate.js";
 import { loadNative } from "../vm/native.js";
 import { krunboxHome } from "../vm/runtime.js";
@@ -79,8 +80,16 @@ function writeAtomically(file: string, text: string) {
   fs.renameSync(tmp, file);
 }
 
-/** Pulls `reference` (pull policy "if-missing" by default) and returns the cached image. */
-export async function pullImage(reference: string, pullOptions: PullOptions = {}): Promise<PulledImage> {
+/**
+ * Pulls `reference` (pull policy "if-missing" by default) and returns the
+ * cached image. `internal.checkConnection` (krunbox mcp) judges every
+ * connection the pull makes.
+ */
+export async function pullImage(
+  reference: string,
+  pullOptions: PullOptions = {},
+  internal: { checkConnection?: HostConnectionCheck } = {},
+): Promise<PulledImage> {
   const options = parseOptions(pullOptionsSchema, pullOptions, "options");
   const ref = parseReference(reference);
   const d = dirs();
@@ -93,7 +102,20 @@ export async function pullImage(reference: string, pullOptions: PullOptions = {}
     if (policy === "never") throw new ImageNotFoundError(ref.canonical);
   }
 
-  const registry = new Registry(ref, options);
+  const dispatcher = internal.checkConnection && checkedDispatcher(internal.checkConnection);
+  try {
+    return await pullInto(d, ref, options, new Registry(ref, { ...options, dispatcher }));
+  } finally {
+    await dispatcher?.close();
+  }
+}
+
+async function pullInto(
+  d: ReturnType<typeof dirs>,
+  ref: ReturnType<typeof parseReference>,
+  options: z.output<typeof pullOptionsSchema>,
+  registry: Registry,
+): Promise<PulledImage> {
   const manifest = await registry.manifest();
   let image = readImage(manifest.digest);
   if (!image) {

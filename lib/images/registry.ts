@@ -7,6 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import type { Dispatcher } from "undici";
 import { DigestMismatchError, RegistryError } from "../errors.js";
 import { isLocalRegistry, type ImageReference } from "./reference.js";
 
@@ -37,6 +38,8 @@ export interface RegistryOptions {
   credentials?: Credentials;
   /** Allow plain HTTP to a registry that is not on this machine. */
   insecure?: boolean;
+  /** @internal Makes every connection, redirects and token servers included (lib/network/address.ts). */
+  dispatcher?: Dispatcher;
 }
 
 export function sha256(data: Buffer): string {
@@ -72,6 +75,7 @@ export class Registry {
   readonly #ref: ImageReference;
   readonly #base: string;
   readonly #credentials: Credentials | undefined;
+  readonly #dispatcher: Dispatcher | undefined;
   #authorization: string | undefined;
 
   constructor(ref: ImageReference, options: RegistryOptions = {}) {
@@ -79,17 +83,24 @@ export class Registry {
     const host = ref.registry === "docker.io" ? "registry-1.docker.io" : ref.registry;
     this.#base = `${isLocalRegistry(ref.registry) || options.insecure ? "http" : "https"}://${host}/v2/${ref.repository}`;
     this.#credentials = options.credentials ?? dockerConfigCredentials(ref.registry);
+    this.#dispatcher = options.dispatcher;
+  }
+
+  /** fetch, with a RegistryError that says why a request failed (fetch itself says only "fetch failed"). */
+  async #request(url: string | URL, headers: Record<string, string>): Promise<Response> {
+    try {
+      // `dispatcher` is undici's extension of fetch's options, which Node's fetch is.
+      return await fetch(url, { headers, redirect: "follow", ...(this.#dispatcher ? { dispatcher: this.#dispatcher } : {}) } as RequestInit);
+    } catch (err) {
+      const cause = (err as Error).cause as Error | undefined;
+      throw new RegistryError(`cannot reach ${this.#ref.registry}: ${cause?.message ?? (err as Error).message}`);
+    }
   }
 
   async #fetch(url: string, accept?: string): Promise<Response> {
     const headers: Record<string, string> = accept ? { accept } : {};
     if (this.#authorization) headers.authorization = this.#authorization;
-    let res: Response;
-    try {
-      res = await fetch(url, { headers, redirect: "follow" });
-    } catch (err) {
-      throw new RegistryError(`cannot reach ${this.#ref.registry}: ${(err as Error).message}`);
-    }
+    const res = await this.#request(url, headers);
     if (res.status === 401 && !this.#authorization) {
       await res.arrayBuffer().catch(() => {});
       await this.#authenticate(res.headers.get("www-authenticate") ?? "");
@@ -117,7 +128,7 @@ export class Registry {
     const url = new URL(p.realm);
     if (p.service) url.searchParams.set("service", p.service);
     url.searchParams.set("scope", p.scope ?? `repository:${this.#ref.repository}:pull`);
-    const res = await fetch(url, { headers: basic ? { authorization: basic } : {} });
+    const res = await this.#request(url, basic ? { authorization: basic } : {});
     if (!res.ok) throw new RegistryError(`${this.#ref.registry}: token request answered ${res.status}${basic ? "" : " (anonymous)"}`);
     const body = (await res.json()) as { token?: string; access_token?: string };
     const token = body.token ?? body.access_token;
