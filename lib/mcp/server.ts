@@ -24,7 +24,8 @@ function instructions(limits: McpLimits): string {
   const binds = limits.allowBind.length ? `only inside ${limits.allowBind.map(describeAllowance).join(", ")}` : "none (use named or tmpfs volumes)";
   const idle = limits.idleTimeoutMs ? `sandboxes unused for ${limits.idleTimeoutMs / 1000} s are stopped` : "idle sandboxes are not stopped";
   return (
-    "krunbox runs code in sandboxes: hardware-isolated microVMs, with no network unless asked for. Create one with " +
+    "krunbox runs code in sandboxes: hardware-isolated microVMs, with no network unless sandbox_create asks for one within " +
+    "the limits below. Create one with " +
     "sandbox_create, run commands with sandbox_exec, move files with sandbox_write_file, sandbox_read_file and " +
     "sandbox_list_files, stop it with sandbox_stop; sandbox_run_code runs a snippet, in a throwaway sandbox if no id is given. " +
     `Limits set by whoever started this server: at most ${limits.maxSandboxes} sandbox(es) and ${limits.maxMemoryMiB} MiB of ` +

@@ -3,8 +3,9 @@
 // connected, with the network policy's table of special addresses
 // (loopback, private, link-local, the host's own...; src/common/ip_address.cc).
 import dns from "node:dns";
+import { createRequire } from "node:module";
 import net from "node:net";
-import { Agent, buildConnector, type Dispatcher } from "undici";
+import type { Dispatcher } from "undici";
 import { loadNative } from "../vm/native.js";
 
 export interface SpecialRange {
@@ -41,6 +42,8 @@ export type HostConnectionCheck = (c: HostConnection) => string | undefined;
  * refused before any connection.
  */
 export function checkedDispatcher(check: HostConnectionCheck): Dispatcher {
+  // Loaded here, not with krunbox: it takes ~100 ms, and only these pulls need it.
+  const { Agent, buildConnector } = createRequire(import.meta.url)("undici") as typeof import("undici");
   const connect = buildConnector({});
   return new Agent({
     connect(options, callback) {

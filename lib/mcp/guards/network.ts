@@ -68,19 +68,23 @@ function covers(pattern: NetRule, d: Destination): boolean {
 
 const describeHosts = (limits: McpLimits) => limits.allowHosts.map((r) => r.text).join(", ");
 
+/** Why a destination is refused, after the entry's own text. */
+function refusal(d: Destination): string {
+  const outside = "it is outside the destinations this server lets sandboxes reach";
+  if (d.kind !== "cidr") return `: ${outside}`;
+  const reaches = d.via ? ` reaches ${d.value} (network.hosts maps ${d.via} there)` : "";
+  const special = specialRange(d.value);
+  if (!special) return `${reaches}: ${outside}`;
+  return `${reaches}: ${d.value} is ${special.kind}, which sandboxes of this server reach only through an --allow-host entry that names it`;
+}
+
 function checkDestinations(rule: NetRule, hosts: Record<string, string[]>, field: string, limits: McpLimits): void {
-  for (const d of destinations(rule, hosts)) {
-    if (limits.allowHosts.some((pattern) => covers(pattern, d))) continue;
-    const special = d.kind === "cidr" ? specialRange(d.value) : undefined;
-    const reaches = d.kind === "cidr" && d.via ? ` reaches ${d.value} (network.hosts maps ${d.via} there)` : "";
-    const why = special
-      ? `${d.kind === "cidr" ? d.value : ""} is ${special.kind}, which sandboxes of this server reach only through an --allow-host entry that names it`
-      : "it is outside the destinations this server lets sandboxes reach";
-    throw new LimitError(
-      "--allow-host",
-      `refused: ${field} "${rule.text}"${reaches}: ${why}: ${describeHosts(limits)} (--allow-host, ${SET_BY_OPERATOR})`,
-    );
-  }
+  for (const d of destinations(rule, hosts))
+    if (!limits.allowHosts.some((pattern) => covers(pattern, d)))
+      throw new LimitError(
+        "--allow-host",
+        `refused: ${field} "${rule.text}"${refusal(d)}: ${describeHosts(limits)} (--allow-host, ${SET_BY_OPERATOR})`,
+      );
 }
 
 /** The network option for a model's sandbox, within --network and --allow-host. */
