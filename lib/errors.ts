@@ -246,7 +246,7 @@ export class QuotaError extends KrunboxError {
 }
 
 /** Why a registry could not be used: what failed, so a program can decide (retry, ask for credentials). */
-export type RegistryFailure = "dns" | "refused" | "connection" | "tls" | "proxy" | "auth" | "credential-helper" | "http" | "protocol";
+export type RegistryFailure = "dns" | "refused" | "connection" | "tls" | "proxy" | "blocked" | "auth" | "credential-helper" | "http" | "protocol";
 
 /** The registry could not be reached, refused a request or answered with something krunbox cannot use. */
 export class RegistryError extends KrunboxError {

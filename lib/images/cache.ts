@@ -12,6 +12,7 @@ import { DigestMismatchError, ImageInUseError, ImageNotFoundError } from "../err
 import { parseReference, type ImageReference } from "./reference.js";
 import { Registry, sha256, type Descriptor } from "./registry.js";
 import { applyLayer, UnpackBudget } from "./unpack.js";
+import type { HostConnectionCheck } from "../network/address.js";
 import { parseOptions } from "../validate.js";
 import { loadNative } from "../vm/native.js";
 import { krunboxHome } from "../vm/runtime.js";
@@ -80,8 +81,16 @@ function writeAtomically(file: string, text: string) {
   fs.renameSync(tmp, file);
 }
 
-/** Pulls `reference` (pull policy "if-missing" by default) and returns the cached image. */
-export async function pullImage(reference: string, pullOptions: PullOptions = {}): Promise<PulledImage> {
+/**
+ * Pulls `reference` (pull policy "if-missing" by default) and returns the
+ * cached image. `internal.checkConnection` (krunbox mcp) judges every
+ * connection the pull makes.
+ */
+export async function pullImage(
+  reference: string,
+  pullOptions: PullOptions = {},
+  internal: { checkConnection?: HostConnectionCheck } = {},
+): Promise<PulledImage> {
   const options = parseOptions(pullOptionsSchema, pullOptions, "options");
   const ref = parseReference(reference);
   const d = dirs();
@@ -94,7 +103,7 @@ export async function pullImage(reference: string, pullOptions: PullOptions = {}
     if (policy === "never") throw new ImageNotFoundError(ref.canonical, `pullPolicy is "never"; pull it first`);
   }
 
-  const registry = new Registry(ref, options);
+  const registry = new Registry(ref, { ...options, checkConnection: internal.checkConnection });
   try {
     return await pull(ref, registry, options);
   } finally {

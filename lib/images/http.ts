@@ -1,11 +1,15 @@
 // HTTP for the registry client: HTTPS_PROXY / HTTP_PROXY / NO_PROXY (which
 // Node's fetch ignores), bounded retries with backoff on 5xx and dropped
-// connections, and failures explained (DNS, refused, TLS, proxy) with a
-// remedy, each a RegistryError.
+// connections, failures explained (DNS, refused, TLS, proxy) with a
+// remedy, each a RegistryError, and optionally a check on where every
+// connection goes (krunbox mcp's --allow-registry).
+import dns from "node:dns/promises";
+import net from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
 import { getProxyForUrl } from "proxy-from-env";
-import { Agent, ProxyAgent, request, type Dispatcher } from "undici";
+import { Agent, buildConnector, Pool, ProxyAgent, request, type Dispatcher } from "undici";
 import { RegistryError, type RegistryFailure } from "../errors.js";
+import type { HostConnectionCheck } from "../network/address.js";
 import { isLocalRegistry } from "./reference.js";
 
 const ATTEMPTS = 4;
@@ -37,9 +41,90 @@ export async function withRetries<T>(attempt: () => Promise<T>): Promise<T> {
 
 const redact = (proxy: string) => proxy.replace(/\/\/[^@/]*@/, "//***@");
 
+/** A connection the check refused, or could not judge; explain() names the registry it was for. */
+class UncheckedConnectionError extends Error {
+  constructor(
+    message: string,
+    readonly reason: RegistryFailure,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Where a connection to host:port may go: the first of the addresses the
+ * name has here (never as a proxy would resolve it) that `check` allows.
+ * The connection is then made to that very address, so a name that
+ * resolves elsewhere a moment later (DNS rebinding) changes nothing.
+ */
+async function checkedAddress(host: string, port: number, check: HostConnectionCheck): Promise<string> {
+  let addresses = [host];
+  if (!net.isIP(host))
+    try {
+      addresses = (await dns.lookup(host, { all: true })).map((a) => a.address);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new UncheckedConnectionError(`cannot resolve ${host} (DNS: ${code}) on this host, which checks where each connection of this pull goes`, "dns");
+    }
+  let refusal = "";
+  for (const address of addresses) {
+    const why = check({ host, port, address });
+    if (why === undefined) return address;
+    refusal ||= why;
+  }
+  throw new UncheckedConnectionError(refusal || `${host} has no address`, "blocked");
+}
+
+const unbracket = (host: string) => host.replace(/^\[(.*)\]$/, "$1");
+
+/**
+ * A dispatcher whose every connection (redirects and token servers
+ * included) goes only where `check` allows: straight to the checked
+ * address, or through `proxy` with a CONNECT to that address, never to a
+ * name the proxy would resolve itself. TLS still verifies the
+ * certificate against the name.
+ */
+function checkedDispatcher(check: HostConnectionCheck, proxy: string): Dispatcher {
+  if (proxy)
+    return new ProxyAgent({
+      uri: proxy,
+      // ProxyAgent asks this client for a CONNECT tunnel to "host:port" for each connection it makes.
+      clientFactory: (origin, options) => {
+        const client = new Pool(origin, options);
+        const tunnel = client.connect.bind(client) as (o: Dispatcher.ConnectOptions) => Promise<Dispatcher.ConnectData>;
+        return Object.assign(client, {
+          connect: async (o: Dispatcher.ConnectOptions) => {
+            const colon = o.path.lastIndexOf(":");
+            const port = o.path.slice(colon + 1);
+            const address = await checkedAddress(unbracket(o.path.slice(0, colon)), Number(port), check);
+            const to = `${net.isIPv6(address) ? `[${address}]` : address}:${port}`;
+            return tunnel({ ...o, path: to, headers: { ...(o.headers as Record<string, string>), host: to } });
+          },
+        });
+      },
+    });
+  const connect = buildConnector({});
+  return new Agent({
+    connect: (options, callback) => {
+      const port = Number(options.port) || (options.protocol === "https:" ? 443 : 80);
+      checkedAddress(unbracket(options.hostname), port, check).then(
+        // `host` keeps the name, so TLS checks the certificate against it.
+        (address) => connect({ ...options, hostname: address }, callback),
+        (err: Error) => callback(err, null),
+      );
+    },
+  });
+}
+
 /** Connections for one registry: direct, or through the proxy the environment names for each URL. */
 export class RegistryHttp {
   readonly #agents = new Map<string, Dispatcher>();
+  readonly #check: HostConnectionCheck | undefined;
+
+  /** `check` judges every connection these requests make. */
+  constructor(check?: HostConnectionCheck) {
+    this.#check = check;
+  }
 
   // As Docker (Go's net/http) does, loopback is never proxied.
   #proxyFor(url: URL): string {
@@ -48,7 +133,10 @@ export class RegistryHttp {
 
   #dispatcher(proxy: string): Dispatcher {
     let agent = this.#agents.get(proxy);
-    if (!agent) this.#agents.set(proxy, (agent = proxy ? new ProxyAgent(proxy) : new Agent()));
+    if (!agent) {
+      agent = this.#check ? checkedDispatcher(this.#check, proxy) : proxy ? new ProxyAgent(proxy) : new Agent();
+      this.#agents.set(proxy, agent);
+    }
     return agent;
   }
 
@@ -113,6 +201,7 @@ export function explain(err: unknown, url: URL, proxy: string): RegistryError | 
   const code = e.code ?? "";
   const host = url.host;
   const fail = (reason: RegistryFailure, message: string) => new RegistryError(message, reason);
+  if (err instanceof UncheckedConnectionError) return fail(err.reason, `cannot reach ${host}: ${err.message}`);
   const viaProxy = proxy ? ` through the proxy ${redact(proxy)}` : "";
   // Through a proxy, every connection is to the proxy: the registry's own
   // failures come back as the proxy's answer to CONNECT.

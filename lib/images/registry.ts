@@ -8,6 +8,7 @@ import { DigestMismatchError, RegistryError } from "../errors.js";
 import { dockerCredentials, type Credentials, type IdentityToken } from "./credentials.js";
 import { droppedConnection, readBody, RegistryHttp, withRetries, type HttpResponse } from "./http.js";
 import { isLocalRegistry, type ImageReference } from "./reference.js";
+import type { HostConnectionCheck } from "../network/address.js";
 
 export type { Credentials };
 
@@ -35,6 +36,8 @@ export interface RegistryOptions {
   credentials?: Credentials;
   /** Allow plain HTTP to a registry that is not on this machine. */
   insecure?: boolean;
+  /** @internal Judges every connection, redirects, token servers and proxied ones included (lib/images/http.ts). */
+  checkConnection?: HostConnectionCheck;
 }
 
 export function sha256(data: Buffer): string {
@@ -52,7 +55,7 @@ const header = (res: HttpResponse, name: string) => [res.headers[name]].flat()[0
 export class Registry {
   readonly #ref: ImageReference;
   readonly #base: string;
-  readonly #http = new RegistryHttp();
+  readonly #http: RegistryHttp;
   // Looked up on the first 401 only: a credential helper may prompt or be slow.
   #credentials: Promise<Credentials | IdentityToken | undefined> | undefined;
   #authorization: string | undefined;
@@ -64,6 +67,7 @@ export class Registry {
     const host = ref.registry === "docker.io" ? "registry-1.docker.io" : ref.registry;
     this.#base = `${isLocalRegistry(ref.registry) || options.insecure ? "http" : "https"}://${host}/v2/${ref.repository}`;
     if (options.credentials) this.#credentials = Promise.resolve(options.credentials);
+    this.#http = new RegistryHttp(options.checkConnection);
   }
 
   /** Closes the connections this registry opened. */

@@ -5,6 +5,7 @@ import crypto from "node:crypto";
 import { z } from "zod";
 import { ConfigError, SandboxStoppedError } from "../errors.js";
 import { pullImage, type PullProgress } from "../images/cache.js";
+import type { HostConnectionCheck } from "../network/address.js";
 import type { SandboxOptions } from "../sandbox/options.js";
 import { Sandbox } from "../sandbox/sandbox.js";
 import { checkCapacity, type McpLimits } from "./limits.js";
@@ -16,6 +17,10 @@ export const sandboxSummarySchema = z.object({
   image: z.string().describe('the image reference, or "default" (busybox)'),
   cpus: z.number().int(),
   memoryMiB: z.number().int(),
+  network: z.enum(["none", "public", "allow-list"]),
+  ports: z
+    .array(z.object({ guest: z.number().int(), host: z.number().int(), hostIp: z.string() }))
+    .describe("published guest ports: connect to hostIp:host on the host to reach guest"),
   createdAt: z.string(),
   activeCalls: z.number().int().describe("tool calls running in it now"),
 });
@@ -33,6 +38,17 @@ const ENDED_KEPT = 256;
 // Stopping: processes get SIGTERM, QEMU is killed after this.
 const STOP_GRACE_MS = 2000;
 
+const summary = ({ id, image, cpus, memoryMiB, network, ports, createdAt, activeCalls }: Entry): SandboxSummary => ({
+  id,
+  image,
+  cpus,
+  memoryMiB,
+  network,
+  ports,
+  createdAt,
+  activeCalls,
+});
+
 const shuttingDown = () => new SandboxStoppedError("the krunbox mcp server is shutting down");
 
 export class SandboxPool {
@@ -48,17 +64,23 @@ export class SandboxPool {
     private readonly log: (line: string) => void,
   ) {}
 
-  /** Boots a sandbox within the limits; resolves with its id. `onPull` follows an image pull. */
-  async create(options: CreateOptions, onPull?: (p: PullProgress) => void): Promise<string> {
+  /**
+   * Boots a sandbox within the limits; resolves with its summary. `onPull`
+   * follows an image pull, `checkConnection` judges each connection it makes.
+   */
+  async create(
+    options: CreateOptions,
+    pull: { onPull?: (p: PullProgress) => void; checkConnection?: HostConnectionCheck } = {},
+  ): Promise<SandboxSummary> {
     if (this.#closed) throw shuttingDown();
     let count = this.#booting.count;
     let memoryMiB = this.#booting.memoryMiB;
     for (const e of this.#entries.values()) (count++, (memoryMiB += e.memoryMiB));
-    checkCapacity(this.limits, { count, memoryMiB }, options.memoryMiB);
+    checkCapacity(this.limits, { count, memoryMiB }, options);
     this.#booting.count++;
     this.#booting.memoryMiB += options.memoryMiB;
     const image = typeof options.image === "string" ? options.image : undefined;
-    const work = (image ? pullImage(image, { onProgress: onPull }) : Promise.resolve())
+    const work = (image ? pullImage(image, { onProgress: pull.onPull }, { checkConnection: pull.checkConnection }) : Promise.resolve())
       .then(() => {
         if (this.#closed) throw shuttingDown();
         return Sandbox.create(options);
@@ -82,18 +104,21 @@ export class SandboxPool {
     }
   }
 
-  #add(sandbox: Sandbox, options: CreateOptions): string {
+  #add(sandbox: Sandbox, options: CreateOptions): SandboxSummary {
     let id: string;
     do id = `sb-${crypto.randomBytes(4).toString("hex")}`;
     while (this.#entries.has(id) || this.#ended.has(id));
     const image = typeof options.image === "string" ? options.image : "default";
-    const entry: Entry = { id, image, cpus: options.cpus, memoryMiB: options.memoryMiB, createdAt: new Date().toISOString(), activeCalls: 0, sandbox };
+    const network = typeof options.network === "object" ? "allow-list" : (options.network ?? "none");
+    const { cpus, memoryMiB } = options;
+    const createdAt = new Date().toISOString();
+    const entry: Entry = { id, image, cpus, memoryMiB, network, ports: sandbox.ports, createdAt, activeCalls: 0, sandbox };
     this.#entries.set(id, entry);
     sandbox.closed.catch((err: Error) => {
       if (this.#forget(id, `its VM crashed (${err.message})`)) this.log(`sandbox ${id} crashed: ${err.message}`);
     });
     this.#armIdleTimer(entry);
-    return id;
+    return summary(entry);
   }
 
   /** Runs `fn` on a sandbox; it does not count as idle meanwhile. */
@@ -111,7 +136,7 @@ export class SandboxPool {
 
   /** Boots a sandbox for one call, then stops it. */
   async once<T>(options: CreateOptions, onPull: ((p: PullProgress) => void) | undefined, fn: (sandbox: Sandbox) => Promise<T>): Promise<T> {
-    const id = await this.create(options, onPull);
+    const { id } = await this.create(options, { onPull });
     try {
       return await this.use(id, fn);
     } finally {
@@ -127,14 +152,7 @@ export class SandboxPool {
   }
 
   list(): SandboxSummary[] {
-    return [...this.#entries.values()].map(({ id, image, cpus, memoryMiB, createdAt, activeCalls }) => ({
-      id,
-      image,
-      cpus,
-      memoryMiB,
-      createdAt,
-      activeCalls,
-    }));
+    return [...this.#entries.values()].map(summary);
   }
 
   /** Stops every sandbox, including those still booting; no new ones start. */

@@ -4,22 +4,35 @@
 import fs from "node:fs";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
-import { describeAllowance, type McpLimits } from "./limits.js";
+import { describeAllowance, describeVolumes } from "./guards/volumes.js";
+import type { McpLimits } from "./limits.js";
 import { SandboxPool } from "./sandboxes.js";
 import { registerExecTools } from "./tools/exec.js";
+import { registerFileTools } from "./tools/files.js";
 import { registerLifecycleTools } from "./tools/lifecycle.js";
 
 const { version } = JSON.parse(fs.readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+
+function networkLimit(limits: McpLimits): string {
+  const within = `, to destinations within ${limits.allowHosts.map((r) => r.text).join(", ")}`;
+  if (limits.network === "none") return "no network (network must be \"none\")";
+  return `${limits.network === "public" ? '"public" or allow-list policies' : "allow-list policies only"}${within}`;
+}
 
 /** Tells the model up front what the operator allows. */
 function instructions(limits: McpLimits): string {
   const binds = limits.allowBind.length ? `only inside ${limits.allowBind.map(describeAllowance).join(", ")}` : "none (use named or tmpfs volumes)";
   const idle = limits.idleTimeoutMs ? `sandboxes unused for ${limits.idleTimeoutMs / 1000} s are stopped` : "idle sandboxes are not stopped";
   return (
-    "krunbox runs code in sandboxes: hardware-isolated microVMs with no network. Create one with sandbox_create, run commands " +
-    "with sandbox_exec, stop it with sandbox_stop; sandbox_run_code runs a snippet, in a throwaway sandbox if no id is given. " +
+    "krunbox runs code in sandboxes: hardware-isolated microVMs, with no network unless sandbox_create asks for one within " +
+    "the limits below. Create one with " +
+    "sandbox_create, run commands with sandbox_exec, move files with sandbox_write_file, sandbox_read_file and " +
+    "sandbox_list_files, stop it with sandbox_stop; sandbox_run_code runs a snippet, in a throwaway sandbox if no id is given. " +
     `Limits set by whoever started this server: at most ${limits.maxSandboxes} sandbox(es) and ${limits.maxMemoryMiB} MiB of ` +
-    `memory together; host folders that may be bound: ${binds}; ${idle}; output kept per stream: ${limits.maxOutputBytes} bytes.`
+    `memory together, ${limits.maxCpus} cpus each; network: ${networkLimit(limits)}; published ports: ` +
+    `${limits.allowPublish ? "on the host's loopback, on free ports" : "none"}; host folders that may be bound: ${binds}; ` +
+    `named volumes: ${describeVolumes(limits.allowVolumes)}; image registries: ${limits.allowRegistries.join(", ")}; ${idle}; ` +
+    `output kept per stream: ${limits.maxOutputBytes} bytes; files read or written per call: ${limits.maxFileBytes} bytes.`
   );
 }
 
@@ -34,6 +47,7 @@ export async function serveMcp(limits: McpLimits): Promise<void> {
   const server = new McpServer({ name: "krunbox", version }, { instructions: instructions(limits) });
   registerLifecycleTools(server, pool, limits);
   registerExecTools(server, pool, limits);
+  registerFileTools(server, pool, limits);
 
   let finish!: () => void;
   const finished = new Promise<void>((resolve) => (finish = resolve));

@@ -84,18 +84,16 @@ export function parseRule(entry: string): NetRule | undefined {
 
 const examples = '"pypi.org", "*.pythonhosted.org", "example.com:443", "203.0.113.0/24", "[2001:db8::1]:443" or "*"';
 
-export const networkSchema = z.union([
-  z.literal("none"),
-  z.literal("public"),
-  z
-    .object({
-      allow: z.array(z.string()).max(1024).optional(),
-      deny: z.array(z.string()).max(1024).optional(),
-      hosts: z.record(z.string(), z.union([z.string(), z.array(z.string()).min(1).max(16)])).optional(),
-      onConnect: z.custom<(c: ConnectRequest) => boolean | Promise<boolean>>((f) => typeof f === "function", "must be a function").optional(),
-    })
-    .strict(),
-]);
+export const networkPolicySchema = z
+  .object({
+    allow: z.array(z.string()).max(1024).optional(),
+    deny: z.array(z.string()).max(1024).optional(),
+    hosts: z.record(z.string(), z.union([z.string(), z.array(z.string()).min(1).max(16)])).optional(),
+    onConnect: z.custom<(c: ConnectRequest) => boolean | Promise<boolean>>((f) => typeof f === "function", "must be a function").optional(),
+  })
+  .strict();
+
+export const networkSchema = z.union([z.literal("none"), z.literal("public"), networkPolicySchema]);
 
 /** The runner's policy for the option; undefined for "none". Throws ConfigError naming the entry. */
 export function resolveNetwork(option: NetworkOption | undefined): VmNetwork | undefined {

@@ -14,6 +14,8 @@ export interface NativeVm {
 export interface Native {
   /** krunbox's version the addon was built from. */
   version: string;
+  /** The special range an address or prefix lies in (src/common/ip_address.h), or null. Throws TypeError for other text. */
+  classifyAddress(addressOrPrefix: string): { kind: string; block: string } | null;
   Vm: new (runnerPath: string, config: object, onEvent: (line: string) => void) => NativeVm;
   /** Asynchronous, on libuv's threads; rejects with code ERR_KRUNBOX_FS (errno, syscall), _PATH_ESCAPE or _SPECIAL_FILE. */
   beneath: BeneathOps;

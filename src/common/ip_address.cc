@@ -1,6 +1,7 @@
 #include "common/ip_address.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <string.h>
 
 #include <vector>
@@ -217,6 +218,23 @@ std::optional<SpecialRange> ClassifyAddress(const IpAddress& a) {
   for (const Range& r : V6Ranges())
     if (r.block.Contains(a)) return SpecialRange{r.block, r.kind};
   return std::nullopt;
+}
+
+std::optional<SpecialRange> ClassifyAddress(const IpAddress& a, const std::vector<IpAddress>& hostAddresses) {
+  if (std::optional<SpecialRange> special = ClassifyAddress(a)) return special;
+  for (const IpAddress& own : hostAddresses)
+    if (own == a) return SpecialRange{Cidr(a, a.IsV4() ? 32 : 128), "the host's own address"};
+  return std::nullopt;
+}
+
+std::vector<IpAddress> HostAddresses() {
+  std::vector<IpAddress> out;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return out;
+  for (ifaddrs* i = list; i; i = i->ifa_next)
+    if (std::optional<IpAddress> a = IpAddress::FromSockaddr(i->ifa_addr)) out.push_back(*a);
+  freeifaddrs(list);
+  return out;
 }
 
 bool IsHostName(const std::string& name) {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace krunbox {
 
@@ -69,6 +70,12 @@ struct SpecialRange {
 // address (IPv4-mapped, IPv4-compatible, NAT64, 6to4) are judged by the
 // IPv4 address they carry.
 std::optional<SpecialRange> ClassifyAddress(const IpAddress& a);
+// The same, with the host's own addresses special too ("the host's own
+// address"): reaching them reaches the host's services.
+std::optional<SpecialRange> ClassifyAddress(const IpAddress& a, const std::vector<IpAddress>& hostAddresses);
+
+// The host's addresses, from getifaddrs().
+std::vector<IpAddress> HostAddresses();
 
 // A host name as DNS and the policy accept it: letters, digits, '-' and '_'
 // in labels of 1-63 bytes, at most 253 bytes in all.

@@ -65,6 +65,15 @@ TEST_CASE("special IPv6 ranges and IPv6 forms of IPv4 addresses") {
   CHECK(KindOf("2002:c0a8:101::1") == "private");
 }
 
+TEST_CASE("the host's own addresses are special too") {
+  const std::vector<IpAddress> own = {Ip("5.6.7.8"), Ip("2001:db8::7")};
+  CHECK(std::string(ClassifyAddress(Ip("5.6.7.8"), own)->kind) == "the host's own address");
+  CHECK(ClassifyAddress(Ip("5.6.7.8"), own)->block.ToString() == "5.6.7.8/32");
+  CHECK(std::string(ClassifyAddress(Ip("2001:db8::7"), own)->kind) == "documentation");  // its range comes first
+  CHECK(std::string(ClassifyAddress(Ip("127.0.0.1"), own)->kind) == "loopback");
+  CHECK_FALSE(ClassifyAddress(Ip("5.6.7.9"), own));
+}
+
 TEST_CASE("prefixes") {
   CHECK(Cidr::Parse("203.0.113.0/24")->Contains(Ip("203.0.113.77")));
   CHECK_FALSE(Cidr::Parse("203.0.113.0/24")->Contains(Ip("203.0.114.1")));

@@ -1,7 +1,5 @@
 #include "runner/net/policy.h"
 
-#include <ifaddrs.h>
-
 namespace krunbox::net {
 
 bool Policy::NameMatches(const NetRule& rule, const std::string& name) {
@@ -39,9 +37,7 @@ Verdict Policy::Decide(const std::string& name, const IpAddress& address, uint16
   for (const NetRule& r : config_.deny)
     if (Matches(r, name, address, port)) return {false, "deny entry \"" + r.text + "\""};
 
-  std::optional<SpecialRange> special = ClassifyAddress(address);
-  for (const IpAddress& own : hostAddresses_)
-    if (!special && own == address) special = SpecialRange{Cidr(address, address.IsV4() ? 32 : 128), "the host's own address"};
+  std::optional<SpecialRange> special = ClassifyAddress(address, hostAddresses_);
 
   std::string blocked;
   for (const NetRule& r : config_.allow) {
@@ -57,16 +53,6 @@ Verdict Policy::Decide(const std::string& name, const IpAddress& address, uint16
   }
   if (!blocked.empty()) return {false, blocked};
   return {false, "no allow entry matches"};
-}
-
-std::vector<IpAddress> HostAddresses() {
-  std::vector<IpAddress> out;
-  ifaddrs* list = nullptr;
-  if (getifaddrs(&list) != 0) return out;
-  for (ifaddrs* i = list; i; i = i->ifa_next)
-    if (std::optional<IpAddress> a = IpAddress::FromSockaddr(i->ifa_addr)) out.push_back(*a);
-  freeifaddrs(list);
-  return out;
 }
 
 }  // namespace krunbox::net

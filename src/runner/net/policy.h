@@ -47,7 +47,4 @@ class Policy {
   std::vector<IpAddress> hostAddresses_;
 };
 
-// The host's addresses, from getifaddrs().
-std::vector<IpAddress> HostAddresses();
-
 }  // namespace krunbox::net
