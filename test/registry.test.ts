@@ -4,14 +4,25 @@
 // under .invalid (which never resolve) reach them only through the test's
 // own proxy.
 import { execFile, spawnSync } from "node:child_process";
+import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { pullImage, RegistryError } from "../lib/index.js";
+import type { HostConnection } from "../lib/network/address.js";
 import { runtimePaths } from "../lib/vm/runtime.js";
 import { tempDir } from "./helpers.js";
-import { dropBeforeAnswer, dropMidBody, selfSignedCert, startFront, startProxy, tokensExpireAfter, unavailable } from "./fixtures/network.mjs";
+import {
+  dropBeforeAnswer,
+  dropMidBody,
+  redirectTo,
+  selfSignedCert,
+  startFront,
+  startProxy,
+  tokensExpireAfter,
+  unavailable,
+} from "./fixtures/network.mjs";
 import { buildLayout, push, startRegistry } from "./fixtures/registry.mjs";
 
 const cli = path.resolve("bin/krunbox.js");
@@ -149,6 +160,59 @@ it("goes through HTTPS_PROXY and HTTP_PROXY, but not for NO_PROXY names or loopb
   } finally {
     await Promise.all([proxy.stop(), plain.stop(), tls.stop()]);
     fs.rmSync(cert.dir, { recursive: true, force: true });
+  }
+});
+
+// pullImage's internal checkConnection (what krunbox mcp's --allow-registry
+// passes) judges every connection by the address it goes to, through a proxy too.
+it("checks every connection of a checked pull where it goes, and through a proxy asks for the checked address, never the name", async () => {
+  const proxy = await startProxy();
+  const front = await startFront(registry.host);
+  const registryPort = registry.host.split(":")[1];
+  // Blobs are redirected to "localhost", a name this host resolves.
+  front.faults.push(redirectTo(/\/blobs\//, `http://localhost:${registryPort}`));
+  // Blobs of its own, so that every pull downloads them (and follows the redirect) until one succeeds.
+  await push(buildLayout([{ fill: (dir: string) => fs.writeFileSync(path.join(dir, "id"), crypto.randomUUID()) }], {}).layout, `${registry.host}/team/checked:1`);
+  // An address written out is proxied (only loopback by name is not), and reaches the front through the test proxy.
+  const ref = `[::ffff:127.0.0.1]:${front.port}/team/checked:1`;
+  const frontAsProxied = `[::ffff:7f00:1]:${front.port}`; // as URLs write it
+  const seen: HostConnection[] = [];
+  const checked = (refuse: (c: HostConnection) => boolean) => ({
+    checkConnection: (c: HostConnection) => (seen.push(c), refuse(c) ? `refused: ${c.host} is at ${c.address}` : undefined),
+  });
+  try {
+    await withEnv({ ...noProxy, HTTP_PROXY: proxy.url }, async () => {
+      // Refused, the redirect is never followed: no tunnel, and the error says why.
+      const err = await failure(pullImage(ref, { insecure: true }, checked((c) => c.host === "localhost")));
+      expect(err).toMatchObject({
+        reason: "blocked",
+        message: expect.stringMatching(new RegExp(`^cannot reach \\[::ffff:7f00:1\\]:${front.port}: refused: localhost is at`)),
+      });
+      expect(seen.some((c) => c.host === "localhost")).toBe(true);
+      expect(proxy.connects.length).toBeGreaterThan(0);
+      expect(proxy.connects.every((c) => c === frontAsProxied)).toBe(true);
+
+      // Allowed, the redirect goes through the proxy too, to the address "localhost" has here, not to the name.
+      seen.length = 0;
+      const image = await pullImage(ref, { insecure: true }, checked(() => false));
+      expect(image.digest).toMatch(/^sha256:/);
+      const local = seen.find((c) => c.host === "localhost");
+      expect(local).toMatchObject({ port: Number(registryPort), address: expect.stringMatching(/^(127\.0\.0\.1|::1)$/) });
+      expect(proxy.connects).toContain(`${local!.address === "::1" ? "[::1]" : local!.address}:${registryPort}`);
+      expect(proxy.connects.some((c) => c.startsWith("localhost"))).toBe(false);
+
+      // A name this host cannot resolve is never handed to the proxy to resolve, though the proxy would reach it.
+      const unchecked = await pullImage(`registry.invalid:${front.port}/team/checked:1`, { insecure: true, pullPolicy: "always" });
+      expect(unchecked.digest).toBe(image.digest);
+      const again = proxy.connects.length;
+      seen.length = 0;
+      const dns = await failure(pullImage(`registry.invalid:${front.port}/team/checked:1`, { insecure: true, pullPolicy: "always" }, checked(() => false)));
+      expect(dns).toMatchObject({ reason: "dns", message: expect.stringMatching(/cannot resolve registry\.invalid \(DNS: \w+\) on this host, which checks/) });
+      expect(seen).toEqual([]);
+      expect(proxy.connects.length).toBe(again);
+    });
+  } finally {
+    await Promise.all([proxy.stop(), front.stop()]);
   }
 });
 
