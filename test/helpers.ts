@@ -65,6 +65,35 @@ export function openFds(): number {
   return fs.readdirSync("/proc/self/fd").length;
 }
 
+/**
+ * This process's descriptors of files and folders (not sockets, pipes or
+ * event fds, which the test runner itself opens and closes at any time):
+ * what a file operation could leak.
+ */
+export function openFileFds(): string[] {
+  const out: string[] = [];
+  for (const fd of fs.readdirSync("/proc/self/fd")) {
+    try {
+      const target = fs.readlinkSync(`/proc/self/fd/${fd}`);
+      if (target.startsWith("/") && !target.startsWith("/proc/")) out.push(target);
+    } catch {
+      // closed while we looked (readdir's own fd, for one)
+    }
+  }
+  return out.sort();
+}
+
+/** Waits until no more files and folders are open than in `before` (asynchronous closes settle). */
+export async function expectNoFileFdLeak(before: string[]): Promise<void> {
+  const leaked = () => {
+    const now = openFileFds();
+    return now.filter((f) => now.filter((g) => g === f).length > before.filter((g) => g === f).length);
+  };
+  await waitFor("file descriptors to close", () => leaked().length === 0 || undefined, 5000).catch(() => {
+    throw new Error(`leaked file descriptors: ${[...new Set(leaked())].join(", ")}`);
+  });
+}
+
 export function runDirEntries(): string[] {
   const dir = process.env.KRUNBOX_RUN_DIR!;
   return fs.existsSync(dir) ? fs.readdirSync(dir) : [];
