@@ -137,13 +137,18 @@ describe("terminals", () => {
     expect(() => p.resize(0, 24)).toThrow(/cols/);
   });
 
-  it("delivers ^C typed into stdin to the foreground job; the shell survives and its status comes back", async () => {
+  // An interactive shell running `sleep 1000` in the foreground.
+  async function shellInSleep() {
     const p = sb.spawn("sh", ["-i"], { tty: { cols: 80, rows: 24 }, stdin: "pipe" });
     const s = screen(p);
     await s.until(/\/ # /);
     p.stdin!.write("sleep 1000\n");
-    // The shell ran it in the foreground.
     await waitFor("sleep in the guest", async () => (await sleeping()) === 0, 30_000);
+    return { p, s };
+  }
+
+  it("delivers ^C typed into stdin to the foreground job; the shell survives and its status comes back", async () => {
+    const { p, s } = await shellInSleep();
     p.stdin!.write("\x03");
     await s.until(/\^C/);
     p.stdin!.write("echo sleep-ended-$?\n");
@@ -155,11 +160,7 @@ describe("terminals", () => {
   });
 
   it("kill() signals the process's group; the terminal's foreground job hangs up with it", async () => {
-    const p = sb.spawn("sh", ["-i"], { tty: { cols: 80, rows: 24 }, stdin: "pipe" });
-    const s = screen(p);
-    await s.until(/\/ # /);
-    p.stdin!.write("sleep 1000\n");
-    await waitFor("sleep in the guest", async () => (await sleeping()) === 0, 30_000);
+    const { p } = await shellInSleep();
     p.kill("SIGKILL");
     expect(await p.exited).toMatchObject({ signal: "SIGKILL" });
     await waitFor("no sleep left", async () => (await sleeping()) === 1, 30_000);

@@ -339,6 +339,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
    */
   exec(command: string, args?: string[], options?: ExecOptions): Promise<ExecResult<string>>;
   exec(command: string, args: string[], options: ExecBufferOptions): Promise<ExecResult<Buffer>>;
+  exec(command: string, args: string[], options: ExecOptions | ExecBufferOptions): Promise<ExecResult<string | Buffer>>;
   async exec(command: string, args: string[] = [], options: ExecOptions | ExecBufferOptions = {}): Promise<ExecResult<string | Buffer>> {
     const started = performance.now();
     const argv = checkArgv(command, args);
@@ -353,10 +354,11 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
    */
   sh(script: string, options?: ExecOptions): Promise<ExecResult<string>>;
   sh(script: string, options: ExecBufferOptions): Promise<ExecResult<Buffer>>;
+  sh(script: string, options: ExecOptions | ExecBufferOptions): Promise<ExecResult<string | Buffer>>;
   async sh(script: string, options: ExecOptions | ExecBufferOptions = {}): Promise<ExecResult<string | Buffer>> {
     if (typeof script !== "string" || script.includes("\0"))
       throw new ConfigError("script", "script: must be a string without NUL characters");
-    return this.exec("/bin/sh", ["-c", script], options as ExecOptions);
+    return this.exec("/bin/sh", ["-c", script], options);
   }
 
   /**

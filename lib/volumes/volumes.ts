@@ -101,7 +101,15 @@ export class Volume {
   }
 
   /** Creates a volume; VolumeExistsError if it exists (two racing creators: one wins). */
-  static async create(name: string, options: { quotaMiB?: number; labels?: Record<string, string> } = {}): Promise<Volume> {
+  static async create(
+    name: string,
+    options: {
+      /** A hard size limit in MiB (16 to 16777216), enforced by the host kernel; needs root. Default: none. */
+      quotaMiB?: number;
+      /** Free-form KEY: value pairs kept in volume.json. Default: {}. */
+      labels?: Record<string, string>;
+    } = {},
+  ): Promise<Volume> {
     return Volume.#create(name, options, "create");
   }
 

@@ -7,7 +7,9 @@ export async function typed(sb: Sandbox, vol: Volume, proc: SandboxProcess): Pro
   const bytes: ExecResult<Buffer> = await sb.exec("cat", [], { encoding: "buffer", onStdout: (chunk: Buffer) => void chunk });
   const shell: string = (await sb.sh("echo hi")).stdout;
   const shellBytes: Buffer = (await sb.sh("echo hi", { encoding: "buffer" })).stdout;
-  void [text.command, text.durationMs, bytes.stdout.byteLength, shell, shellBytes];
+  const encoding = Math.random() < 0.5 ? ("utf8" as const) : ("buffer" as const);
+  const either: string | Buffer = (await sb.exec("cat", [], { encoding })).stdout;
+  void [text.command, text.durationMs, bytes.stdout.byteLength, shell, shellBytes, either];
   const signal: NodeJS.Signals | `SIGRTMIN+${number}` | `SIG${number}` | null = text.signal;
   void signal;
   sb.on("state", (state: SandboxState) => void state);
