@@ -114,11 +114,16 @@ export class MaxBufferExceededError extends KrunboxError {
   }
 }
 
-/** The agent could not start the process; `field` says which option it rejected ("user", "cwd"), if one. */
+/**
+ * The agent could not start the process; `field` says what it rejected
+ * ("command": not found or not executable, "user", "cwd"), if one, and
+ * `errno` the guest's errno name ("ENOENT", "EACCES"), if a system call said.
+ */
 export class ExecFailedError extends KrunboxError {
   constructor(
     message: string,
     readonly field?: string,
+    readonly errno?: string,
   ) {
     super("ERR_KRUNBOX_EXEC_FAILED", message);
   }

@@ -131,13 +131,14 @@ describe("shares", () => {
       import fs from "node:fs"; import path from "node:path";
       import { VirtualMachine } from ${JSON.stringify(`${dist}/index.js`)};
       import { SandboxProcess } from ${JSON.stringify(`${dist}/sandbox/process.js`)};
+      import { ExecChannel } from ${JSON.stringify(`${dist}/sandbox/channel.js`)};
       const dir = ${JSON.stringify(tempDir())};
       for (let i = 0; i < 1500; i++) fs.writeFileSync(path.join(dir, "f" + i), "x");
       const socketPath = path.join(${JSON.stringify(tempDir())}, "agent.sock");
       const vm = VirtualMachine.start({ command: [], agentSocketPath: socketPath, shares: [{ hostPath: dir, guestPath: "/d" }] });
       await vm.ready;
       const run = async (cmd) => {
-        const p = new SandboxProcess(socketPath, { argv: ["sh", "-c", cmd], env: [], cwd: "/", user: "", timeoutMs: 0, stdin: false }, () => undefined, async () => new Error("lost"));
+        const p = new SandboxProcess(new ExecChannel(socketPath), { argv: ["sh", "-c", cmd], env: [], cwd: "/", user: "", timeoutMs: 0, stdin: false }, () => undefined, async () => new Error("lost"));
         let out = ""; p.stdout.on("data", (d) => (out += d)); await p.exited; return out;
       };
       const refused = await run("ls -l /d >/dev/null 2>&1; cat /d/f1499 2>&1");

@@ -14,6 +14,7 @@ import {
   SandboxStoppedError,
   VirtualMachine,
 } from "../lib/index.js";
+import { ExecChannel } from "../lib/sandbox/channel.js";
 import { SandboxProcess } from "../lib/sandbox/process.js";
 import { tempDir, vmProcesses } from "./helpers.js";
 
@@ -44,7 +45,7 @@ describe("numeric users", () => {
     await vm.ready;
     for (const user of wrapping.slice(0, 4)) {
       const proc = new SandboxProcess(
-        socketPath,
+        new ExecChannel(socketPath),
         { argv: ["sh", "-c", "id -u; id -g"], env: [], cwd: "/", user, timeoutMs: 0, stdin: false },
         () => undefined,
         async () => new SandboxStoppedError("lost"),
@@ -102,7 +103,7 @@ describe("limits", () => {
         Array.from({ length: 10 }, (_, i) => sb.spawn("sleep", ["30"], { timeoutMs: 1 + (i % 3) }).exited),
       );
       // The guest's own verdict, not the host's backstop (a rejection).
-      for (const exit of exits) expect(exit).toMatchObject({ timedOut: true, signal: 9 });
+      for (const exit of exits) expect(exit).toMatchObject({ timedOut: true, signal: "SIGKILL" });
     }
     expect((await sb.exec("sh", ["-c", "pidof sleep || echo none"])).stdout).toBe("none\n");
   });

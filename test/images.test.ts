@@ -174,6 +174,55 @@ it("refuses a layer whose tar climbs out with ../", async () => {
   expect(fs.existsSync(path.join(imagesDir(), "escaped"))).toBe(false);
 });
 
+it("unpacks sparse files as GNU tar writes them (--sparse, and pax 0.0, 0.1, 1.0), holes and the entries after them included", async () => {
+  const src = tempDir();
+  // Data at the start, in the middle of a hole, and past 4 segments (GNU's
+  // old format then needs extension headers), then a hole to the end.
+  fs.writeFileSync(path.join(src, "sparse"), "");
+  const fd = fs.openSync(path.join(src, "sparse"), "r+");
+  for (let i = 0; i < 6; i++) fs.writeSync(fd, `segment ${i}`, null, "utf8", i * 1_500_000 + (i ? 4321 : 0));
+  fs.ftruncateSync(fd, 12 << 20);
+  fs.closeSync(fd);
+  fs.writeFileSync(path.join(src, "after"), "the entry after\n");
+  const original = fs.readFileSync(path.join(src, "sparse"));
+  const formats: [string, string[]][] = [
+    ["gnu", ["--sparse"]],
+    ["pax", ["--format=pax", "--sparse"]],
+    ...(["0.0", "0.1"] as const).map((v): [string, string[]] => [`pax${v}`, ["--format=pax", "--sparse", `--sparse-version=${v}`]]),
+  ];
+  for (const [name, flags] of formats) {
+    const tar = execFileSync("tar", ["-C", src, "--owner=0", "--group=0", "--numeric-owner", ...flags, "-cf", "-", "sparse", "after"]);
+    expect(tar.length, name).toBeLessThan(64 << 10); // the holes are not in the archive
+    const { layout } = buildLayout([base], {});
+    retargetLayer(layout, execFileSync("gzip", ["-n", "-c"], { input: tar }));
+    await push(layout, `${registry.host}/team/sparse-${name}:1`);
+    const image = await pullImage(`${registry.host}/team/sparse-${name}:1`);
+    const unpacked = path.join(image.rootfs, "sparse");
+    expect(fs.readFileSync(unpacked).equals(original), name).toBe(true);
+    expect(fs.statSync(unpacked).blocks * 512, name).toBeLessThan(1 << 20);
+    expect(fs.readFileSync(path.join(image.rootfs, "after"), "utf8"), name).toBe("the entry after\n");
+    expect(fs.readdirSync(image.rootfs).sort(), name).toEqual(["after", "sparse"]);
+  }
+});
+
+it("refuses a layer with a corrupted tar header (checksum) and caches nothing", async () => {
+  const { layout } = buildLayout([{ fill: (d) => (fs.writeFileSync(path.join(d, "a"), "a"), fs.writeFileSync(path.join(d, "b"), "b")) }], {});
+  const work = tempDir();
+  fs.writeFileSync(path.join(work, "a"), "first\n");
+  fs.writeFileSync(path.join(work, "b"), "second\n");
+  const tar = execFileSync("tar", ["-C", work, "-cf", "-", "a", "b"]);
+  // The second header's name, "b" -> "c": the checksum no longer adds up.
+  expect(tar[1024]).toBe("b".charCodeAt(0));
+  tar[1024] = "c".charCodeAt(0);
+  retargetLayer(layout, execFileSync("gzip", ["-n", "-c"], { input: tar }));
+  await push(layout, `${registry.host}/team/corrupt:1`);
+  const before = cachedImages();
+  const err = await pullImage(`${registry.host}/team/corrupt:1`).catch((e) => e);
+  expect(err).toBeInstanceOf(UnsafeLayerError);
+  expect(err.message).toMatch(/checksum does not match/);
+  expect(cachedImages()).toEqual(before);
+});
+
 it("manages the cache: ls, rm (refused while a sandbox runs on the image), prune; and the CLI", async () => {
   const { layout } = buildLayout([base], { Env: ["WHO=cli"], Cmd: ["cat", "/keep"] } as never);
   const ref = `${registry.host}/team/cli:1`;

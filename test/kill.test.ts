@@ -3,7 +3,7 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { expect, it } from "vitest";
-import { processGroup, runDirEntries, tempDir, vmProcesses, waitFor } from "./helpers.js";
+import { processGroup, runAsync, runDirEntries, tempDir, vmProcesses, waitFor } from "./helpers.js";
 
 it("leaves no qemu, virtiofsd or vsock process behind when Node is SIGKILLed", async () => {
   const child = spawn(process.execPath, [path.join(import.meta.dirname, "fixtures/hold-vm.mjs")], {
@@ -79,4 +79,22 @@ it("sweeps the socket folder of a host program killed by a signal, and no other"
     if (savedTmp === undefined) delete process.env.TMPDIR;
     else process.env.TMPDIR = savedTmp;
   }
+});
+
+it("lets Node exit with a sandbox it never stopped once unref()'d, after its last exec, and leaves nothing behind", async () => {
+  const script = path.join(import.meta.dirname, "fixtures/unref-sandbox.mjs");
+  const unrefd = await runAsync(process.execPath, [script, "unref"], { timeoutMs: 120_000 });
+  expect(unrefd).toMatchObject({ status: 0, stdout: "slept\n" });
+  await waitFor("the VM to end with its host program", () => vmProcesses().length === 0, 15_000);
+  await waitFor("the run folder to be removed", () => runDirEntries().length === 0, 5_000);
+
+  // Without unref() the sandbox keeps Node running, as a child process would.
+  const held = spawn(process.execPath, [script], { stdio: ["ignore", "pipe", "inherit"], env: process.env });
+  let out = "";
+  held.stdout.on("data", (d) => (out += d));
+  await waitFor("its exec", () => out === "slept\n", 120_000);
+  await new Promise((r) => setTimeout(r, 2000));
+  expect(held.exitCode).toBeNull();
+  held.kill("SIGKILL");
+  await waitFor("every VM process to end", () => vmProcesses().length === 0, 15_000);
 });

@@ -5,6 +5,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { expect, it } from "vitest";
 import { bootVm, ConfigError, pullImage, Sandbox, SandboxStoppedError, VirtualMachine, Volume } from "../lib/index.js";
+import { ExecChannel } from "../lib/sandbox/channel.js";
 import { SandboxProcess } from "../lib/sandbox/process.js";
 import { tempDir, vmProcesses } from "./helpers.js";
 
@@ -58,7 +59,7 @@ it("refuses values krunbox cannot honour, naming the field", async () => {
 
 it("makes an unknown signal name a ConfigError, not a TypeError", () => {
   const proc = new SandboxProcess(
-    path.join(tempDir(), "nobody.sock"),
+    new ExecChannel(path.join(tempDir(), "nobody.sock")),
     { argv: ["true"], env: [], cwd: "/", user: "", timeoutMs: 0, stdin: false },
     () => undefined,
     async () => new SandboxStoppedError("no agent"),

@@ -1,14 +1,18 @@
 // A hostile agent against the exec client: thousands of random and
 // adversarial frame sequences (frames after EXIT or ERROR, malformed JSON,
 // bad lengths, truncation, garbage, resets) cut into random chunks, while
-// the client kills, writes stdin, aborts and drops its streams at random.
-// Nothing may throw outside the process's own promise and streams, and
-// every `exited` must settle. The seed is fixed: a failure names its case.
+// the client kills, resizes, writes stdin, aborts and drops its streams at
+// random. All cases share one channel, so connections that ended an exec
+// in step carry later cases (and whatever the agent sends after EXIT lands
+// on them). Nothing may throw outside the process's own promise and
+// streams, and every `exited` must settle. The seed is fixed: a failure
+// names its case.
 import net from "node:net";
 import path from "node:path";
 import { finished } from "node:stream/promises";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { KrunboxError, SandboxStoppedError } from "../lib/index.js";
+import { ExecChannel } from "../lib/sandbox/channel.js";
 import { SandboxProcess } from "../lib/sandbox/process.js";
 import { encodeFrame, Frame, FrameDecoder } from "../lib/sandbox/protocol.js";
 import { tempDir } from "./helpers.js";
@@ -50,9 +54,9 @@ function makeScript(rand: () => number): Script {
     () => ["STDOUT", encodeFrame(Frame.Stdout, Buffer.alloc(pick([0, 1, 100, 4096, 70_000]), "o"))],
     () => ["STDERR", encodeFrame(Frame.Stderr, Buffer.alloc(pick([0, 1, 100, 4096]), "e"))],
     () => ["EXIT", encodeFrame(Frame.Exit, JSON.stringify(exitJson()))],
-    () => ["ERROR", encodeFrame(Frame.Error, JSON.stringify({ message: pick(["no such user", 42, "x".repeat(10_000)]) }))],
+    () => ["ERROR", encodeFrame(Frame.Error, JSON.stringify({ message: pick(["no such user", 42, "x".repeat(10_000)]), field: pick(["user", "command", "x", 7, undefined]), errno: pick([2, 13, -1, 1e9, "ENOENT", undefined]) }))],
     () => ["bad JSON", encodeFrame(pick([Frame.Started, Frame.Exit, Frame.Error]), pick(["{", "[]", "null", "\u0000", "1e999"]))],
-    () => ["unknown type", encodeFrame(pick([0, 5, 21, 255, Frame.Exec, Frame.Stdin, Frame.Signal]) as Frame, "?")],
+    () => ["unknown type", encodeFrame(pick([0, 6, 21, 255, Frame.Exec, Frame.Stdin, Frame.Signal, Frame.Resize]) as Frame, "?")],
     () => ["zero length", header(0, Frame.Stdout)],
     () => ["oversized length", header(pick([(1 << 20) + 1, 0xffffffff, 0x7fffffff]), Frame.Stdout)],
     () => ["truncated", Buffer.concat([header(1000, Frame.Stdout), Buffer.alloc(int(999), "t")])],
@@ -80,32 +84,34 @@ const rand = random(SEED);
 const scripts = Array.from({ length: CASES }, () => makeScript(rand));
 
 let server: net.Server;
-let socketPath: string;
+let channel: ExecChannel;
 const connections = new Set<net.Socket>();
+let accepted = 0;
 beforeAll(async () => {
-  socketPath = path.join(tempDir(), "agent.sock");
+  const socketPath = path.join(tempDir(), "agent.sock");
+  channel = new ExecChannel(socketPath);
   server = net.createServer((conn) => {
+    accepted++;
     connections.add(conn);
     conn.on("close", () => connections.delete(conn));
     conn.on("error", () => {});
     const decoder = new FrameDecoder();
-    conn.on("data", function onData(chunk) {
+    // Every EXEC plays its case's script; stdin, signals, sizes are read and ignored.
+    conn.on("data", (chunk) => {
       let frames;
       try {
         frames = decoder.push(chunk);
       } catch {
         return conn.destroy();
       }
-      const exec = frames.find((f) => f.type === Frame.Exec);
-      if (!exec) return;
-      conn.off("data", onData);
-      conn.resume(); // stdin, signals: read and ignored
-      void play(conn, scripts[Number(JSON.parse(exec.payload.toString()).argv[0])]);
+      for (const exec of frames.filter((f) => f.type === Frame.Exec))
+        void play(conn, scripts[Number(JSON.parse(exec.payload.toString()).argv[0])]);
     });
   });
   await new Promise<void>((r) => server.listen(socketPath, r));
 });
 afterAll(async () => {
+  channel.close();
   connections.forEach((c) => c.destroy());
   await new Promise((r) => server.close(r));
 });
@@ -128,9 +134,10 @@ async function runCase(id: number): Promise<void> {
   const script = scripts[id];
   const r = random(script.chunkSeed ^ 0x5a5a5a5a);
   const abort = new AbortController();
+  const tty = r() < 0.3 ? { cols: 80, rows: 24 } : undefined;
   const proc = new SandboxProcess(
-    socketPath,
-    { argv: [String(id)], env: [], cwd: "/", user: "", timeoutMs: 0, stdin: r() < 0.5, signal: abort.signal },
+    channel,
+    { argv: [String(id)], env: [], cwd: "/", user: "", timeoutMs: 0, stdin: r() < 0.5, signal: abort.signal, tty },
     () => undefined,
     async () => new SandboxStoppedError("connection lost"),
   );
@@ -144,6 +151,7 @@ async function runCase(id: number): Promise<void> {
     () => proc.stdin?.end(),
     () => abort.abort(),
     () => proc.stdout.destroy(),
+    () => tty && proc.resize(1 + Math.floor(r() * 500), 1 + Math.floor(r() * 200)),
   ];
   const timers = Array.from({ length: Math.floor(r() * 4) }, () =>
     setTimeout(actions[Math.floor(r() * actions.length)], Math.floor(r() * 5)),
@@ -165,6 +173,7 @@ async function runCase(id: number): Promise<void> {
   await finished(proc.stdout).catch(() => {});
   // Late actions on a finished process are harmless.
   proc.kill("SIGKILL");
+  if (tty) proc.resize(100, 50);
   proc.stdin?.write("late");
 }
 
@@ -187,4 +196,6 @@ it(`survives ${CASES} hostile agents without an uncaught error, and every exited
     process.off("unhandledRejection", onError);
   }
   expect(uncaught).toEqual([]);
+  // Cases that ended in step left their connection to later ones.
+  expect(accepted).toBeLessThan(CASES);
 }, 300_000);

@@ -2,11 +2,12 @@
 // truncated and oversized frames into typed errors, and never hang.
 import net from "node:net";
 import path from "node:path";
-import { afterEach, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { AgentProtocolError, ExecTimeoutError, SandboxStoppedError } from "../lib/index.js";
+import { ExecChannel } from "../lib/sandbox/channel.js";
 import { SandboxProcess } from "../lib/sandbox/process.js";
-import { Frame, MAX_FRAME, encodeFrame } from "../lib/sandbox/protocol.js";
-import { tempDir } from "./helpers.js";
+import { Frame, FrameDecoder, MAX_FRAME, encodeFrame } from "../lib/sandbox/protocol.js";
+import { tempDir, waitFor } from "./helpers.js";
 
 let server: net.Server | undefined;
 afterEach(() => server?.close());
@@ -24,7 +25,7 @@ async function fakeAgent(reply: Buffer, keepOpen = false): Promise<string> {
 
 function spawnAgainst(socketPath: string, timeoutMs = 0): SandboxProcess {
   return new SandboxProcess(
-    socketPath,
+    new ExecChannel(socketPath),
     { argv: ["true"], env: [], cwd: "/", user: "", timeoutMs, stdin: false },
     () => undefined,
     async () => new SandboxStoppedError("connection lost"),
@@ -64,3 +65,67 @@ it("does not hang on an agent that never answers", async () => {
   const proc = spawnAgainst(await fakeAgent(Buffer.alloc(0), true), 100);
   await expect(proc.exited).rejects.toBeInstanceOf(ExecTimeoutError);
 }, 15_000);
+
+describe("connections kept between execs", () => {
+  // An agent that answers every EXEC with `reply(n)` (n counts the EXECs), and counts connections.
+  async function agent(reply: (n: number) => Buffer) {
+    const socketPath = path.join(tempDir(), "agent.sock");
+    const seen = { connections: 0, execs: 0, stdin: [] as string[] };
+    server = net.createServer((conn) => {
+      seen.connections++;
+      conn.on("error", () => {});
+      const decoder = new FrameDecoder();
+      conn.on("data", (chunk) => {
+        for (const f of decoder.push(chunk)) {
+          if (f.type === Frame.Exec) conn.write(reply(seen.execs++));
+          if (f.type === Frame.Stdin) seen.stdin.push(f.payload.toString());
+        }
+      });
+    });
+    await new Promise<void>((r) => server!.listen(socketPath, r));
+    return { channel: new ExecChannel(socketPath), seen };
+  }
+  const run = (channel: ExecChannel, stdin = false) =>
+    new SandboxProcess(channel, { argv: ["x"], env: [], cwd: "/", user: "", timeoutMs: 0, stdin }, () => undefined, async () => new SandboxStoppedError("lost"));
+  const exit = (code: number) => encodeFrame(Frame.Exit, JSON.stringify({ code }));
+
+  it("runs the next exec on the connection of one that ended in step, after EXIT or ERROR", async () => {
+    const { channel, seen } = await agent((n) => (n === 1 ? encodeFrame(Frame.Error, '{"message":"no"}') : exit(n)));
+    expect(await run(channel).exited).toMatchObject({ exitCode: 0 });
+    await expect(run(channel).exited).rejects.toThrow("no");
+    expect(await run(channel).exited).toMatchObject({ exitCode: 2 });
+    expect(seen.connections).toBe(1);
+    channel.close();
+  });
+
+  it("never lets a finished exec's stdin reach the next one", async () => {
+    const { channel, seen } = await agent((n) => exit(n));
+    const first = run(channel, true);
+    await first.exited;
+    first.stdin!.end("late");
+    const second = run(channel, true);
+    second.stdin!.end("mine");
+    await second.exited;
+    await waitFor("stdin at the agent", () => seen.stdin.length > 0);
+    expect(seen.stdin).toEqual(["mine"]);
+    expect(seen.connections).toBe(1);
+    channel.close();
+  });
+
+  it("drops a connection the agent says more on after EXIT, or that an abort ended", async () => {
+    const { channel, seen } = await agent((n) => Buffer.concat([exit(n), n === 0 ? encodeFrame(Frame.Stdout, "stray") : Buffer.alloc(0)]));
+    expect(await run(channel).exited).toMatchObject({ exitCode: 0 });
+    const second = run(channel);
+    let out = "";
+    second.stdout.on("data", (d) => (out += d));
+    expect(await second.exited).toMatchObject({ exitCode: 1 });
+    expect(out).toBe("");
+    expect(seen.connections).toBe(2);
+    const aborted = run(channel);
+    aborted.abort(new Error("stop"));
+    await expect(aborted.exited).rejects.toThrow("stop");
+    await run(channel).exited;
+    expect(seen.connections).toBe(3);
+    channel.close();
+  });
+});

@@ -36,7 +36,7 @@ describe("one sandbox", () => {
 
   it("reports a process killed by a signal", async () => {
     const r = await sb.exec("sh", ["-c", "kill -KILL $$"]);
-    expect(r).toMatchObject({ exitCode: null, signal: 9 });
+    expect(r).toMatchObject({ exitCode: null, signal: "SIGKILL" });
   });
 
   it("applies env, cwd and user", async () => {
@@ -50,15 +50,28 @@ describe("one sandbox", () => {
     await expect(sb.exec("true", [], { user: "nosuchuser" })).rejects.toBeInstanceOf(ExecFailedError);
   });
 
-  it("reports a missing program as exit 127", async () => {
-    const r = await sb.exec("/no/such/program");
-    expect(r.exitCode).toBe(127);
-    expect(r.stderr).toContain("/no/such/program");
+  it("rejects a program that cannot start with ExecFailedError naming the command, and errors the streams of spawn", async () => {
+    const missing = await sb.exec("/no/such/program").catch((e) => e);
+    expect(missing).toBeInstanceOf(ExecFailedError);
+    expect(missing).toMatchObject({ field: "command", errno: "ENOENT", message: '"/no/such/program" does not exist in the guest' });
+    await expect(sb.exec("nosuchprogram")).rejects.toMatchObject({ field: "command", message: expect.stringMatching(/"nosuchprogram" was not found in the guest's PATH/) });
+    await expect(sb.exec("/etc/passwd")).rejects.toMatchObject({ field: "command", errno: "EACCES" });
+    await expect(sb.exec("true", [], { cwd: "/etc/passwd" })).rejects.toMatchObject({ field: "cwd", errno: "ENOTDIR" });
+    // A stream consumer hears it as an error, never as a clean end with
+    // text injected into the process's stderr.
+    const p = sb.spawn("/no/such/program");
+    const stderr: Buffer[] = [];
+    const consumed = (async () => {
+      for await (const chunk of p.stderr) stderr.push(chunk as Buffer);
+    })();
+    await expect(consumed).rejects.toBeInstanceOf(ExecFailedError);
+    await expect(p.exited).rejects.toBeInstanceOf(ExecFailedError);
+    expect(Buffer.concat(stderr).toString()).toBe("");
   });
 
   it("round-trips 10 MiB of stdin byte-exact", async () => {
     const input = crypto.randomBytes(10 << 20);
-    const r = await sb.exec("cat", [], { stdin: input, encoding: "buffer" });
+    const r = await sb.exec("cat", [], { input, encoding: "buffer" });
     expect(r.exitCode).toBe(0);
     expect(r.stdout.length).toBe(input.length);
     expect(r.stdout.equals(input)).toBe(true);
@@ -76,7 +89,7 @@ describe("one sandbox", () => {
     const sleeper = sb.spawn("sleep", ["100"]);
     await waitFor("the guest pid", () => sleeper.pid);
     sleeper.kill("SIGTERM");
-    expect(await sleeper.exited).toMatchObject({ signal: 15 });
+    expect(await sleeper.exited).toMatchObject({ signal: "SIGTERM" });
   });
 
   it("runs 8 execs at once", async () => {

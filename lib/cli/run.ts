@@ -1,8 +1,11 @@
 // krunbox run [options] [--] CMD ARGS...: one sandbox, one command, its status.
 import { InvalidArgumentError, type Command } from "commander";
-import { ConfigError, VolumeNotFoundError } from "../errors.js";
+import { finished } from "node:stream/promises";
+import { ConfigError, ExecFailedError, VolumeNotFoundError } from "../errors.js";
 import { pullImage } from "../images/cache.js";
 import type { NetworkOption } from "../network/policy.js";
+import { commandLine } from "../sandbox/exec.js";
+import { signalNumber } from "../sandbox/process.js";
 import { checkSandboxOptions, Sandbox } from "../sandbox/sandbox.js";
 import type { ResolvedSandboxOptions, SandboxOptions } from "../sandbox/options.js";
 import type { VolumeSpec } from "../volumes/spec.js";
@@ -37,6 +40,8 @@ export interface RunFlags {
   allow?: string[];
   addHost?: AddHostFlag[];
   publish?: string[];
+  interactive?: boolean;
+  tty?: boolean;
 }
 
 function tmpfsFlag(raw: string): TmpfsFlag {
@@ -56,9 +61,7 @@ function addHostFlag(raw: string): AddHostFlag {
   return { raw, name: raw.slice(0, colon), ip: raw.slice(colon + 1) };
 }
 
-function shellWord(value: string): string {
-  return /^[\w@%+=:,./-]+$/.test(value) ? value : `'${value.replaceAll("'", `'\\''`)}'`;
-}
+const shellWord = (value: string) => commandLine([value]);
 
 // --network public|none, --allow HOST, --add-host NAME:IP: the `network` option.
 // With --network public, "*" comes after the --allow entries, so that
@@ -152,18 +155,51 @@ async function run(argv: string[], flags: RunFlags, cmd: Command): Promise<numbe
   for (const { flag, name } of created)
     console.error(`krunbox: ${flag}: created the named volume "${name}" (a source without "/" or "." first names a volume; write ./${name} to bind a folder)`);
   try {
-    const proc = sb.spawn(command[0], command.slice(1), { stdin: "pipe" });
-    proc.stdout.pipe(process.stdout);
-    proc.stderr.pipe(process.stderr);
-    if (process.stdin.isTTY) proc.stdin!.end();
-    else process.stdin.pipe(proc.stdin!);
-    for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => proc.kill(sig));
-    const exit = await proc.exited;
-    process.stdin.unpipe();
-    process.stdin.destroy();
-    return exit.exitCode ?? 128 + (exit.signal ?? 0);
+    return await attach(sb, command, flags);
   } finally {
     await sb.stop();
+  }
+}
+
+// The command on this process's stdio: stdin forwarded with -i or when it
+// is not a terminal, a terminal of this one's size with -t (raw mode while
+// it runs, with -i), signals passed on, its status returned.
+async function attach(sb: Sandbox, command: string[], flags: RunFlags): Promise<number> {
+  const { stdin, stdout } = process;
+  const forward = flags.interactive === true || !stdin.isTTY;
+  const tty = flags.tty ? { cols: stdout.columns || 80, rows: stdout.rows || 24 } : undefined;
+  const proc = sb.spawn(command[0], command.slice(1), { stdin: forward ? "pipe" : "ignore", tty });
+  const raw = forward && tty !== undefined && stdin.isTTY;
+  const restore = () => raw && stdin.setRawMode(false);
+  const resize = () => proc.resize(stdout.columns || 80, stdout.rows || 24);
+  const forwardSignal = (sig: NodeJS.Signals) => proc.kill(sig);
+  try {
+    if (raw) {
+      stdin.setRawMode(true);
+      process.once("exit", restore); // whatever happens next
+    }
+    if (tty && stdout.isTTY) stdout.on("resize", resize);
+    for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, forwardSignal);
+    proc.stdout.pipe(stdout);
+    proc.stderr.pipe(process.stderr);
+    if (forward) stdin.pipe(proc.stdin!);
+    const exit = await proc.exited;
+    await Promise.all([finished(proc.stdout), finished(proc.stderr)]);
+    return exit.exitCode ?? 128 + signalNumber(exit.signal!);
+  } catch (err) {
+    // As a shell says it: 127 for a program that is not there, 126 for one that cannot run.
+    if (!(err instanceof ExecFailedError && err.field === "command")) throw err;
+    console.error(`krunbox: ${err.message}`);
+    return err.errno === "ENOENT" ? 127 : 126;
+  } finally {
+    restore();
+    process.off("exit", restore);
+    stdout.off("resize", resize);
+    for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.off(sig, forwardSignal);
+    if (forward) {
+      stdin.unpipe();
+      stdin.destroy();
+    }
   }
 }
 
@@ -184,6 +220,8 @@ export function runCommand(parent: Command, setStatus: SetStatus): Command {
     .option("--allow <host>", 'allow a destination: name, *.suffix, IP, prefix, with ":PORT" (repeatable; gives the sandbox a network)', repeatable())
     .option("--add-host <name:ip>", "resolve NAME to IP on the host side, like /etc/hosts (repeatable)", repeatable(addHostFlag))
     .option("-p, --publish <[ip:]host:guest>", "publish a guest TCP port on the host (127.0.0.1 unless IP is given; repeatable)", repeatable())
+    .option("-i, --interactive", "forward stdin even when it is a terminal (it always is when it is not)")
+    .option("-t, --tty", "give the command a terminal of this one's size (-it: an interactive shell, in raw mode)")
     // Like `docker run`: options end at the command, which gets the rest.
     .passThroughOptions()
     .addHelpText(
@@ -196,6 +234,7 @@ a volume, created on first use (as in Docker); write ./name for a folder.
 
 examples:
   krunbox run -- uname -a
+  krunbox run -it -- sh
   krunbox run -e NAME=guest -w /tmp sh -c 'echo hello $NAME from $(pwd)'
   krunbox run -v "$PWD:/src:ro" --tmpfs /scratch:64 --memory 1024 ls /src
   krunbox run --allow api.test:8080 --add-host api.test:127.0.0.1 -- wget -qO- http://api.test:8080/

@@ -43,11 +43,13 @@ export interface PullProgress {
 
 /** The pull options that a Sandbox's `image: { ref, ... }` takes too. */
 export const imagePullFields = {
+  /** "if-missing" (pull unless cached), "always" (check the registry), "never" (cache only). Default: "if-missing". */
   pullPolicy: z.enum(["if-missing", "always", "never"]).optional(),
+  /** For the registry. Default: Docker's (~/.docker/config.json, its credHelpers and credsStore), else anonymous. */
   credentials: z.object({ username: z.string(), password: z.string() }).strict().optional(),
-  /** Allow plain HTTP to a registry that is not on this machine. */
+  /** Allow plain HTTP to a registry that is not on this machine. Default: false (loopback registries may use HTTP). */
   insecure: z.boolean().optional(),
-  /** What the image's layers may write in all (16 GiB); past it, or past the cache's free space, the pull fails. */
+  /** What the image's layers may write in all; past it, or past the cache's free space, the pull fails. Default: 16 GiB. */
   maxUnpackedBytes: z.number().int().min(1).optional(),
 };
 const pullOptionsSchema = z

@@ -14,8 +14,8 @@ import zlib from "node:zlib";
 import { Decompress } from "fzstd";
 import { UnsafeLayerError } from "../errors.js";
 import { loadNative } from "../vm/native.js";
+import { BLOCK, checkSparseMap, decodeHeader, gnuSparseMap, MAX_META_BYTES, noPax, parsePax, paxSparse, readDataMap } from "./tar.js";
 
-const BLOCK = 512;
 // What an entry costs on disk at least (a block, an inode).
 const DISK_BLOCK = 4096;
 // Free space is checked whenever this much more has been promised to the disk.
@@ -24,24 +24,6 @@ const FREE_CHECK_BYTES = 16 << 20;
 const MAX_ID = 2 ** 32 - 2;
 const WHITEOUT = ".wh.";
 const OPAQUE = ".wh..wh..opq";
-
-function str(b: Buffer, start: number, len: number): string {
-  const s = b.subarray(start, start + len);
-  const nul = s.indexOf(0);
-  return s.subarray(0, nul < 0 ? s.length : nul).toString("utf8");
-}
-
-function num(b: Buffer, start: number, len: number): number {
-  const f = b.subarray(start, start + len);
-  if (f[0] & 0x80) {
-    // base-256 (GNU) for large values
-    let v = 0;
-    for (let i = 1; i < f.length; i++) v = v * 256 + f[i];
-    return v;
-  }
-  const text = str(b, start, len).trim();
-  return text ? parseInt(text, 8) : 0;
-}
 
 /** The entry's path inside the root, or an UnsafeLayerError. */
 export function entryPath(name: string): string {
@@ -218,102 +200,120 @@ export async function applyLayer(root: string, file: string, compression: Compre
     }
   };
 
-  let pax: Record<string, string> = {};
-  let longName: string | undefined;
-  let longLink: string | undefined;
-  // The entry whose data is being read: a file (fd) or metadata (chunks).
-  let current: { entry: Entry; remaining: number; pad: number; fd?: number; meta?: Buffer[] } | undefined;
-  let ended = false;
-  let buf: Buffer = Buffer.alloc(0);
   const input = fs.createReadStream(file);
   const stream = compression === "gzip" ? input.pipe(zlib.createGunzip()) : compression === "zstd" ? input.pipe(zstdDecompressor()) : input;
+  const reader = new ByteReader((stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]());
+  const nextBlock = () => reader.exactly(BLOCK);
+  let pax = noPax();
+  let longName: string | undefined;
+  let longLink: string | undefined;
+  let fd: number | undefined;
   try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      if (ended) break; // what follows the end-of-archive blocks is never buffered
-      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
-      for (;;) {
-        if (current) {
-          const take = Math.min(current.remaining, buf.length);
-          if (take > 0) {
-            const part = buf.subarray(0, take);
-            if (current.fd !== undefined) fs.writeSync(current.fd, part);
-            else current.meta?.push(Buffer.from(part));
-            current.remaining -= take;
-            buf = buf.subarray(take);
-          }
-          if (current.remaining > 0 || buf.length < current.pad) break;
-          buf = buf.subarray(current.pad);
-          const done = current;
-          current = undefined;
-          if (done.fd !== undefined) finish(done.entry, done.fd);
-          if (done.meta) {
-            const text = Buffer.concat(done.meta).toString("utf8").replace(/\0+$/, "");
-            if (done.entry.type === "x") pax = parsePax(text);
-            else if (done.entry.type === "L") longName = text;
-            else if (done.entry.type === "K") longLink = text;
-          }
-          continue;
+    for (;;) {
+      const block = await nextBlock();
+      // The end of the archive; what follows it is never read.
+      if (block.every((b) => b === 0)) break;
+      const h = decodeHeader(block);
+      if (!Number.isSafeInteger(h.size) || h.size < 0) throw new UnsafeLayerError(`tar entry "${h.name}" has a bad size`);
+      if (h.type === "x" || h.type === "g" || h.type === "L" || h.type === "K") {
+        if (h.size > MAX_META_BYTES) throw new UnsafeLayerError("tar metadata entry larger than 1 MiB");
+        budget.charge(DISK_BLOCK, `tar entry "${h.name}"`);
+        const text = (await reader.exactly(padded(h.size))).subarray(0, h.size).toString("utf8").replace(/\0+$/, "");
+        if (h.type === "x") pax = parsePax(text);
+        else if (h.type === "L") longName = text;
+        else if (h.type === "K") longLink = text;
+        continue; // global pax headers are ignored
+      }
+      const v = pax.values;
+      const sparse = h.type === "S" ? { map: await gnuSparseMap(h, nextBlock) } : paxSparse(pax, h.name);
+      const rawName = sparse?.realName ?? v.path ?? longName ?? h.name;
+      if (!KNOWN_TYPES.includes(h.type) && h.type !== "S")
+        throw new UnsafeLayerError(`tar entry "${rawName}" has type "${h.type}", which image layers do not use; the layer is refused`);
+      const size = v.size !== undefined ? Number(v.size) : h.size;
+      if (!Number.isSafeInteger(size) || size < 0) throw new UnsafeLayerError(`tar entry "${rawName}" has a bad size`);
+      const entry: Entry = {
+        type: h.type === "S" ? "0" : h.type,
+        path: entryPath(rawName),
+        linkpath: v.linkpath ?? longLink ?? h.linkpath,
+        size,
+        mode: h.mode,
+        uid: checkId(v.uid !== undefined ? Number(v.uid) : h.uid, "uid", rawName),
+        gid: checkId(v.gid !== undefined ? Number(v.gid) : h.gid, "gid", rawName),
+      };
+      pax = noPax();
+      longName = longLink = undefined;
+      // Only regular files carry data in the archive.
+      const stored = entry.type === "0" || entry.type === "7" ? size : 0;
+      let map = sparse?.map;
+      let left = stored;
+      if (sparse?.mapInData !== undefined) {
+        const inData = await readDataMap(nextBlock, rawName, sparse.mapInData);
+        map = inData.map;
+        left -= inData.bytes;
+      }
+      if (map) checkSparseMap(rawName, map, left);
+      // A sparse file counts at its apparent size: that is what it unpacks to for whoever reads it.
+      const unpacked = map ? map.realSize : stored;
+      budget.charge(Math.max(DISK_BLOCK, Math.ceil(unpacked / DISK_BLOCK) * DISK_BLOCK), `tar entry "${rawName}"`);
+      try {
+        fd = begin(entry);
+      } catch (err) {
+        throw layerError(err, rawName);
+      }
+      const segments = map?.segments ?? [{ offset: 0, length: left }];
+      for (const { offset, length } of segments)
+        for (let done = 0; done < length; ) {
+          const chunk = await reader.some(length - done);
+          if (fd !== undefined) fs.writeSync(fd, chunk, 0, chunk.length, offset + done);
+          done += chunk.length;
         }
-        if (ended || buf.length < BLOCK) break;
-        const h = buf.subarray(0, BLOCK);
-        buf = buf.subarray(BLOCK);
-        if (h.every((b) => b === 0)) {
-          ended = true;
-          break;
-        }
-        const type = h[156] === 0 ? "0" : String.fromCharCode(h[156]);
-        const isMeta = type === "x" || type === "g" || type === "L" || type === "K";
-        const prefix = str(h, 345, 155);
-        const rawName = pax.path ?? longName ?? (prefix ? `${prefix}/${str(h, 0, 100)}` : str(h, 0, 100));
-        const size = pax.size !== undefined ? Number(pax.size) : num(h, 124, 12);
-        if (!Number.isSafeInteger(size) || size < 0) throw new UnsafeLayerError(`tar entry "${rawName}" has a bad size`);
-        if (isMeta && size > 1 << 20) throw new UnsafeLayerError("tar metadata entry larger than 1 MiB");
-        const entry: Entry = {
-          type,
-          path: isMeta ? "" : entryPath(rawName),
-          linkpath: pax.linkpath ?? longLink ?? str(h, 157, 100),
-          size,
-          mode: num(h, 100, 8),
-          uid: checkId(pax.uid !== undefined ? Number(pax.uid) : num(h, 108, 8), "uid", rawName),
-          gid: checkId(pax.gid !== undefined ? Number(pax.gid) : num(h, 116, 8), "gid", rawName),
-        };
-        // Only regular files and metadata carry data in the archive.
-        const dataSize = isMeta || type === "0" || type === "7" ? size : 0;
-        budget.charge(Math.max(DISK_BLOCK, Math.ceil(dataSize / DISK_BLOCK) * DISK_BLOCK), `tar entry "${rawName}"`);
-        current = { entry, remaining: dataSize, pad: Math.ceil(dataSize / BLOCK) * BLOCK - dataSize };
-        if (isMeta) {
-          if (type !== "g") current.meta = []; // global pax headers are ignored
-        } else {
-          pax = {};
-          longName = longLink = undefined;
-          try {
-            current.fd = begin(entry);
-          } catch (err) {
-            throw layerError(err, rawName);
-          }
-        }
+      await reader.exactly(padded(stored) - stored);
+      if (fd !== undefined) {
+        if (map) fs.ftruncateSync(fd, map.realSize);
+        const done = fd;
+        fd = undefined;
+        finish(entry, done);
       }
     }
   } finally {
-    if (current?.fd !== undefined) fs.closeSync(current.fd);
+    if (fd !== undefined) fs.closeSync(fd);
     // A refused layer is not read to its end; its file is closed before we return.
     if (!input.closed) await new Promise<void>((r) => input.destroy().once("close", () => r()));
   }
-  if (current || !ended) throw new UnsafeLayerError("the layer's tar is truncated");
   return { skipped };
 }
 
-function parsePax(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  let rest = Buffer.from(text, "utf8");
-  while (rest.length) {
-    const space = rest.indexOf(32);
-    const len = parseInt(rest.subarray(0, space).toString(), 10);
-    if (!(len > 0) || space < 0 || len > rest.length) throw new UnsafeLayerError("malformed pax header");
-    const record = rest.subarray(space + 1, len - 1).toString("utf8");
-    const eq = record.indexOf("=");
-    out[record.slice(0, eq)] = record.slice(eq + 1);
-    rest = rest.subarray(len);
+const KNOWN_TYPES = ["0", "1", "2", "3", "4", "5", "6", "7"];
+const padded = (n: number) => Math.ceil(n / BLOCK) * BLOCK;
+
+// Pulls exact byte counts from a stream of chunks; the end of the stream
+// inside a read is a truncated layer.
+class ByteReader {
+  #chunks: AsyncIterator<Buffer>;
+  #buf: Buffer = Buffer.alloc(0);
+  constructor(chunks: AsyncIterator<Buffer>) {
+    this.#chunks = chunks;
   }
-  return out;
+
+  async #fill(n: number): Promise<void> {
+    while (this.#buf.length < n) {
+      const r = await this.#chunks.next();
+      if (r.done) throw new UnsafeLayerError("the layer's tar is truncated");
+      this.#buf = this.#buf.length ? Buffer.concat([this.#buf, r.value]) : r.value;
+    }
+  }
+
+  /** Exactly `n` bytes. */
+  async exactly(n: number): Promise<Buffer> {
+    await this.#fill(n);
+    const out = this.#buf.subarray(0, n);
+    this.#buf = this.#buf.subarray(n);
+    return out;
+  }
+
+  /** 1 to `max` bytes: what is buffered, or the next chunk. */
+  async some(max: number): Promise<Buffer> {
+    await this.#fill(1);
+    return this.exactly(Math.min(max, this.#buf.length));
+  }
 }

@@ -1,4 +1,5 @@
 // Validation of every user option (zod, strict), with errors that name the field.
+import { Readable } from "node:stream";
 import { z } from "zod";
 import { ConfigError } from "../errors.js";
 import { VM_DEFAULTS } from "../vm/defaults.js";
@@ -26,17 +27,25 @@ const userSchema = z
 
 export const sandboxOptionsSchema = z
   .object({
+    /** Virtual CPUs, 1 to 64. Default: 1. */
     cpus: z.number().int().min(1).max(64).default(VM_DEFAULTS.cpus),
+    /** Guest memory in MiB, 64 to 1048576. Default: 512. */
     memoryMiB: z.number().int().min(64).max(1024 * 1024).default(VM_DEFAULTS.memoryMiB),
+    /** Environment of every process, over the image's Env. Default: {} (the image's only). */
     env: envRecord.default({}),
+    /** Working folder of processes and relative `sb.fs` paths. Default: the image's WorkingDir, else "/". */
     workdir: absolutePath.default(VM_DEFAULTS.workdir),
-    /** Who processes and sb.fs run as by default (the image's user if absent). */
+    /** Who processes and sb.fs run as: a name from the image's /etc/passwd, "uid" or "uid:gid". Default: the image's User, else root. */
     user: userSchema.optional(),
+    /** "auto" (qemu), "qemu" or "libkrun". Default: "auto". */
     backend: z.enum(["auto", "qemu", "libkrun"]).default("auto"),
+    /** "auto" (KVM when it can run the guest, else TCG), "kvm" or "tcg". Default: "auto". */
     accel: z.enum(["auto", "kvm", "tcg"]).default("auto"),
+    /** How long booting may take, in ms (1000 to 3600000). Default: 60000. */
     bootTimeoutMs: z.number().int().min(1000).max(3_600_000).default(VM_DEFAULTS.bootTimeoutMs),
+    /** libkrun.so.1 to load (backend "libkrun"). Default: the system's, or KRUNBOX_LIBKRUN. */
     libkrunPath: z.string().optional(),
-    /** The root: omitted for the default image, or a local root folder. */
+    /** The root: an OCI reference, { ref, ...pull options }, or { dir } for a local root folder. Default: krunbox's busybox image. */
     image: z
       .union([
         imageReferenceSchema,
@@ -52,10 +61,11 @@ export const sandboxOptionsSchema = z
   })
   .strict();
 export type SandboxOptions = Omit<z.input<typeof sandboxOptionsSchema>, "volumes" | "network" | "ports"> & {
+  /** Bind, named and tmpfs volumes, or Docker-style strings ("./data:/data:ro"). Default: none. */
   volumes?: VolumeSpec[];
-  /** "none" (the default: no network device), "public", or a policy. */
+  /** "none" (no network device), "public", or a policy. Default: "none". */
   network?: NetworkOption;
-  /** Published ports: "8080:80", "127.0.0.1:8080:80", or { guest, host?, hostIp? }. */
+  /** Published ports: "8080:80", "127.0.0.1:8080:80", or { guest, host?, hostIp? }. Default: none. */
   ports?: (string | number | PortSpec)[];
 };
 export type ResolvedSandboxOptions = z.output<typeof sandboxOptionsSchema> & {
@@ -67,19 +77,82 @@ export type ResolvedSandboxOptions = z.output<typeof sandboxOptionsSchema> & {
   imageDigest?: string;
 };
 
+const terminalSize = z.number().int().min(1).max(65535);
+const outputCallback = z.custom<(chunk: string | Buffer) => void>((f) => typeof f === "function", "must be a function");
+
+// What spawn and exec share.
+const processOptions = {
+  /** Variables over the sandbox's env. Default: {}. */
+  env: envRecord.default({}),
+  /** Working folder (absolute). Default: the sandbox's workdir. */
+  cwd: absolutePath.optional(),
+  /** A name from the image's /etc/passwd, "uid" or "uid:gid". Default: the sandbox's user. */
+  user: userSchema.optional(),
+  /** Data for stdin, which is then closed: a string, bytes or a Readable. Default: none (stdin is empty). */
+  input: z
+    .union([z.string(), z.instanceof(Uint8Array), z.custom<Readable>((v) => v instanceof Readable, "must be a string, Buffer, Uint8Array or Readable")])
+    .optional(),
+  /**
+   * A pseudo-terminal of cols x rows as stdin, stdout and stderr, and the
+   * process's controlling terminal: its output (stderr merged) arrives on
+   * stdout, `resize()` changes its size, ^C typed into stdin interrupts
+   * its foreground job. Default: pipes.
+   */
+  tty: z.object({ cols: terminalSize, rows: terminalSize }).strict().optional(),
+  /** Kill the process group after this many ms (1 to 2^31-1). Default: none. */
+  timeoutMs: z.number().int().min(1).max(2 ** 31 - 1).optional(),
+  /** Kills the process group when aborted. */
+  signal: z.instanceof(AbortSignal).optional(),
+};
+
+export const spawnOptionsSchema = z
+  .object({
+    ...processOptions,
+    /** "pipe": `proc.stdin` is a Writable; "ignore": stdin is empty. Default: "ignore", or `input` when given. */
+    stdin: z.enum(["pipe", "ignore"]).optional(),
+  })
+  .strict()
+  .refine((o) => !(o.stdin === "pipe" && o.input !== undefined), {
+    path: ["input"],
+    message: 'gives stdin its data and closes it; drop it, or drop stdin: "pipe" and write to proc.stdin',
+  });
+export type SpawnOptions = z.input<typeof spawnOptionsSchema>;
+export type ParsedSpawnOptions = z.output<typeof spawnOptionsSchema>;
+
 export const execOptionsSchema = z
   .object({
-    env: envRecord.default({}),
-    cwd: absolutePath.optional(),
-    user: userSchema.optional(),
-    stdin: z.union([z.string(), z.instanceof(Buffer), z.instanceof(Uint8Array), z.literal("pipe"), z.literal("ignore")]).optional(),
-    timeoutMs: z.number().int().min(1).max(2 ** 31 - 1).optional(),
-    signal: z.instanceof(AbortSignal).optional(),
+    ...processOptions,
+    /** "ignore" only: exec has no stream to write to (pass data in `input`, or use spawn). Default: "ignore". */
+    stdin: z
+      .enum(["pipe", "ignore"])
+      .refine((v) => v === "ignore", 'exec has no stream to write to: pass the data in "input", or use spawn() for stdin: "pipe"')
+      .optional(),
+    /** "utf8": stdout and stderr are strings; "buffer": Buffers. Default: "utf8". */
     encoding: z.enum(["utf8", "buffer"]).default("utf8"),
+    /** Output kept per exec (both streams); past it the process is killed (MaxBufferExceededError). Default: 64 MiB. */
     maxBufferBytes: z.number().int().min(1).default(64 << 20),
+    /** Called with each piece of stdout as it arrives (a string, or a Buffer with encoding "buffer"). */
+    onStdout: outputCallback.optional(),
+    /** Called with each piece of stderr as it arrives. */
+    onStderr: outputCallback.optional(),
   })
   .strict();
-export type ExecOptions = z.input<typeof execOptionsSchema>;
+type ExecOptionsBase = Omit<z.input<typeof execOptionsSchema>, "encoding" | "onStdout" | "onStderr">;
+/** exec()'s options: with encoding "utf8" (the default) output is strings. */
+export type ExecOptions = ExecOptionsBase & {
+  /** "utf8": stdout and stderr are strings. Default: "utf8". */
+  encoding?: "utf8";
+  /** Called with each piece of stdout as it arrives (whole characters). */
+  onStdout?: (chunk: string) => void;
+  /** Called with each piece of stderr as it arrives (whole characters). */
+  onStderr?: (chunk: string) => void;
+};
+/** exec()'s options with encoding "buffer": output is Buffers. */
+export type ExecBufferOptions = ExecOptionsBase & {
+  encoding: "buffer";
+  onStdout?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void;
+};
 export type ParsedExecOptions = z.output<typeof execOptionsSchema>;
 
 export function checkArgv(command: unknown, args: unknown): string[] {

@@ -1,7 +1,6 @@
-// One process in a sandbox: a vsock connection to the agent's exec service.
-import net from "node:net";
-import { PassThrough, Writable } from "node:stream";
+// One process in a sandbox, on a connection to the agent's exec service.
 import { constants as osConstants } from "node:os";
+import { PassThrough, Writable } from "node:stream";
 import {
   AgentProtocolError,
   ConfigError,
@@ -10,13 +9,17 @@ import {
   ExecTimeoutError,
   KrunboxError,
 } from "../errors.js";
-import { encodeFrame, execPayload, Frame, FrameDecoder, parseJsonFrame, type ExecRequest } from "./protocol.js";
+import type { ExecChannel, ExecConnection } from "./channel.js";
+import { encodeFrame, execPayload, Frame, parseJsonFrame, type ExecRequest } from "./protocol.js";
+
+/** A signal's name: Node's, "SIGRTMIN+n" for a real-time signal, "SIG32" and "SIG33" for glibc's own. */
+export type SignalName = NodeJS.Signals | `SIGRTMIN+${number}` | `SIG${number}`;
 
 export interface ProcessExit {
   /** Exit code, or null when a signal ended the process. */
   exitCode: number | null;
-  /** Number of the signal that ended it, or null. */
-  signal: number | null;
+  /** The signal that ended it ("SIGKILL"), or null. */
+  signal: SignalName | null;
   /** The guest killed it because it ran past timeoutMs. */
   timedOut: boolean;
 }
@@ -29,17 +32,44 @@ export interface ProcessRequest extends ExecRequest {
 const STDIN_CHUNK = 64 * 1024;
 // After the guest's own timeout, how long the host waits for its verdict.
 const TIMEOUT_BACKSTOP_MS = 5000;
+// glibc's SIGRTMIN (the kernel's 32 and 33 are its own).
+const SIGRTMIN = 34;
+const signalNames = new Map(Object.entries(osConstants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
+const errnoNames = new Map(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
 
-export function signalNumber(signal: NodeJS.Signals | number): number {
-  const n = typeof signal === "number" ? signal : osConstants.signals[signal];
+export function signalNumber(signal: SignalName | number): number {
+  const rt = typeof signal === "string" ? /^SIG(RTMIN\+)?(\d+)$/.exec(signal) : null;
+  const n = typeof signal === "number" ? signal : rt ? (rt[1] ? SIGRTMIN : 0) + Number(rt[2]) : osConstants.signals[signal as NodeJS.Signals];
   if (!Number.isInteger(n) || n < 1 || n > 64)
     throw new ConfigError("signal", `signal: unknown signal ${String(signal)}; use a name such as "SIGTERM" or a number from 1 to 64`);
   return n;
 }
 
+/** The name of signal `n` (1 to 64) as the guest's Linux numbers it. */
+export function signalName(n: number): SignalName {
+  return signalNames.get(n) ?? (n >= SIGRTMIN ? `SIGRTMIN+${n - SIGRTMIN}` : `SIG${n}`);
+}
+
+/** 1 to 65535 columns or rows; ConfigError naming `field` otherwise. */
+export function checkTerminalSize(value: unknown, field: string): number {
+  if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > 65535)
+    throw new ConfigError(field, `${field}: must be a whole number from 1 to 65535`);
+  return value as number;
+}
+
+function u16Pair(a: number, b: number): Buffer {
+  const payload = Buffer.alloc(4);
+  payload.writeUInt16LE(a, 0);
+  payload.writeUInt16LE(b, 2);
+  return payload;
+}
+
 /**
- * A process running in a sandbox. `stdout` and `stderr` are Readables,
- * `stdin` a Writable when requested; `exited` settles when it ends.
+ * A process running in a sandbox. `stdout` and `stderr` are Readables
+ * (with a `tty`, stdout carries the terminal's output and stderr stays
+ * empty), `stdin` a Writable when requested; `exited` settles when it ends.
+ * If it cannot start or the sandbox goes away, `exited` rejects with a
+ * typed KrunboxError and both output streams end with that error.
  */
 export class SandboxProcess {
   readonly stdin: Writable | null;
@@ -47,74 +77,72 @@ export class SandboxProcess {
   readonly stderr = new PassThrough();
   /** Resolves with the exit status; rejects with a typed KrunboxError. */
   readonly exited: Promise<ProcessExit>;
-  /** The process id inside the guest, once started. */
-  pid: number | undefined;
+  /** The process id inside the guest, once it started. */
+  get pid(): number | undefined {
+    return this.#pid;
+  }
 
-  #socket: net.Socket;
+  #pid: number | undefined;
+  #conn: ExecConnection;
+  #channel: ExecChannel;
+  #tty: boolean;
   #settled = false;
   #resolve!: (e: ProcessExit) => void;
   #reject!: (e: Error) => void;
   #timer: NodeJS.Timeout | undefined;
-
   #sandboxGone: () => KrunboxError | undefined;
+  #whyClosed: () => Promise<KrunboxError>;
 
   /**
    * @internal Use Sandbox.spawn(). `sandboxGone` says why the sandbox is
    * going away, if it is; `whyClosed` explains a connection that dropped.
    */
   constructor(
-    socketPath: string,
+    channel: ExecChannel,
     req: ProcessRequest,
     sandboxGone: () => KrunboxError | undefined,
     whyClosed: () => Promise<KrunboxError>,
   ) {
+    this.#channel = channel;
     this.#sandboxGone = sandboxGone;
+    this.#whyClosed = whyClosed;
+    this.#tty = req.tty !== undefined;
     this.exited = new Promise((res, rej) => ((this.#resolve = res), (this.#reject = rej)));
     this.exited.catch(() => {}); // callers may only use the streams
-    const socket = (this.#socket = net.createConnection(socketPath));
-    const decoder = new FrameDecoder();
+    // ...or only `exited`: a failure must not crash them as an unheard stream error.
+    for (const out of [this.stdout, this.stderr]) out.on("error", () => {});
+    const conn = (this.#conn = channel.take({
+      frame: (type, payload) => this.#onFrame(type, payload),
+      ended: (err) => {
+        if (err) this.#fail(err);
+        else void this.#whyClosed().then((why) => this.#fail(why));
+      },
+    }));
 
     this.stdin = req.stdin
       ? new Writable({
           write: (chunk: Buffer, _enc, done) => {
+            // Once the process has ended, the connection carries the next one.
+            if (this.#settled) return done();
+            let flowing = true;
             for (let off = 0; off < chunk.length; off += STDIN_CHUNK)
-              socket.write(encodeFrame(Frame.Stdin, chunk.subarray(off, off + STDIN_CHUNK)));
+              flowing = conn.write(encodeFrame(Frame.Stdin, chunk.subarray(off, off + STDIN_CHUNK)));
             // Backpressure: the next chunk waits until the socket drains.
-            if (socket.writableNeedDrain) socket.once("drain", () => done());
-            else done();
+            if (flowing) done();
+            else conn.onceDrained(() => done());
           },
           final: (done) => {
-            if (!socket.destroyed) socket.write(encodeFrame(Frame.StdinEof));
+            if (!this.#settled) conn.write(encodeFrame(Frame.StdinEof));
             done();
           },
         })
       : null;
     this.stdin?.on("error", () => {}); // a write after exit is not the caller's crash
 
-    socket.write(encodeFrame(Frame.Exec, execPayload(req)));
-    if (!req.stdin) socket.write(encodeFrame(Frame.StdinEof));
-
-    socket.on("data", (chunk: Buffer) => {
-      // Once settled, whatever else the agent sends (a hostile one may keep
-      // talking after EXIT) changes nothing.
-      if (this.#settled) return;
-      try {
-        for (const { type, payload } of decoder.push(chunk)) {
-          this.#onFrame(type, payload);
-          if (this.#settled) break;
-        }
-      } catch (err) {
-        this.#fail(err as Error);
-      }
-    });
-    socket.on("error", () => {}); // "close" follows and says what happened
-    socket.on("close", () => {
-      if (this.#settled) return;
-      if (decoder.pending) this.#fail(new AgentProtocolError(`the guest agent's stream ended inside a frame (${decoder.pending} bytes)`));
-      else void whyClosed().then((err) => this.#fail(err));
-    });
+    const exec = encodeFrame(Frame.Exec, execPayload(req));
+    conn.write(req.stdin ? exec : Buffer.concat([exec, encodeFrame(Frame.StdinEof)]));
     // Backpressure from slow readers pauses the guest through vsock credit.
-    for (const out of [this.stdout, this.stderr]) out.on("drain", () => socket.resume());
+    for (const out of [this.stdout, this.stderr]) out.on("drain", () => !this.#settled && conn.resume());
 
     if (req.timeoutMs > 0)
       this.#timer = setTimeout(
@@ -134,38 +162,38 @@ export class SandboxProcess {
     switch (type) {
       case Frame.Started: {
         const pid = parseJsonFrame("STARTED", payload).pid;
-        if (typeof pid === "number") this.pid = pid;
+        if (typeof pid === "number") this.#pid = pid;
         break;
       }
       case Frame.Stdout:
       case Frame.Stderr: {
         const out = type === Frame.Stdout ? this.stdout : this.stderr;
         // A caller may have destroyed the stream: its output is not wanted.
-        if (!out.destroyed && !out.write(payload)) this.#socket.pause();
+        if (!out.destroyed && !out.write(payload)) this.#conn.pause();
         break;
       }
       case Frame.Exit: {
         const j = parseJsonFrame("EXIT", payload);
-        const exit: ProcessExit = {
-          exitCode: typeof j.code === "number" ? j.code : null,
-          signal: typeof j.signal === "number" ? j.signal : null,
-          timedOut: j.timedOut === true,
-        };
+        const signal = typeof j.signal === "number" && j.signal >= 1 && j.signal <= 64 ? signalName(j.signal) : null;
+        const exit: ProcessExit = { exitCode: typeof j.code === "number" ? j.code : null, signal, timedOut: j.timedOut === true };
         if (exit.exitCode === null && exit.signal === null) throw new AgentProtocolError("the guest agent sent an EXIT frame without a status");
         // Killed because the sandbox is stopping: that is not a result.
         const gone = this.#sandboxGone();
-        if (gone) this.#fail(gone);
-        else this.#settle(() => this.#resolve(exit));
+        if (gone) return this.#fail(gone);
+        this.#settle(() => this.#resolve(exit));
+        this.stdout.end();
+        this.stderr.end();
         break;
       }
       case Frame.Error: {
-        const { message, field } = parseJsonFrame("ERROR", payload);
-        this.#fail(
-          new ExecFailedError(
-            typeof message === "string" ? message.slice(0, 4096) : "the guest agent could not start the process",
-            field === "user" || field === "cwd" ? field : undefined,
-          ),
+        const { message, field, errno } = parseJsonFrame("ERROR", payload);
+        const err = new ExecFailedError(
+          typeof message === "string" ? message.slice(0, 4096) : "the guest agent could not start the process",
+          field === "user" || field === "cwd" || field === "command" ? field : undefined,
+          typeof errno === "number" ? errnoNames.get(errno) : undefined,
         );
+        this.#settle(() => this.#reject(err));
+        this.#endStreams(err);
         break;
       }
       default:
@@ -173,40 +201,53 @@ export class SandboxProcess {
     }
   }
 
-  #settle(action: () => void) {
+  // EXIT and ERROR leave the connection in step for the next exec.
+  #settle(action: () => void, reusable = true) {
     if (this.#settled) return;
     this.#settled = true;
     clearTimeout(this.#timer);
     action();
-    this.stdout.end();
-    this.stderr.end();
-    this.#socket.end();
-    this.#socket.resume();
+    if (reusable) this.#channel.give(this.#conn);
+    else this.#conn.destroy();
+  }
+
+  #endStreams(err: Error) {
+    for (const out of [this.stdout, this.stderr]) if (!out.destroyed) out.destroy(err);
   }
 
   #fail(err: Error) {
-    this.#settle(() => this.#reject(err));
-    this.#socket.destroy();
+    if (this.#settled) return;
+    this.#settle(() => this.#reject(err), false);
+    this.#endStreams(err);
   }
 
   /**
    * Sends a signal to the process's group in the guest. Harmless once the
    * process has exited; ConfigError for an unknown signal.
    */
-  kill(signal: NodeJS.Signals | number = "SIGTERM"): void {
+  kill(signal: SignalName | number = "SIGTERM"): void {
     const number = signalNumber(signal);
-    if (this.#settled || this.#socket.destroyed) return;
+    if (this.#settled) return;
     const payload = Buffer.alloc(4);
     payload.writeUInt32LE(number);
-    this.#socket.write(encodeFrame(Frame.Signal, payload));
+    this.#conn.write(encodeFrame(Frame.Signal, payload));
   }
 
   /**
-   * @internal Ends the process now: its group is killed in the guest (also
-   * by closing the connection) and `exited` rejects with `reason`.
+   * Resizes the process's terminal (spawned with `tty`); its foreground
+   * job gets SIGWINCH. Harmless once the process has exited.
+   */
+  resize(cols: number, rows: number): void {
+    if (!this.#tty) throw new ConfigError("tty", "resize: the process has no terminal; spawn it with { tty: { cols, rows } }");
+    const payload = u16Pair(checkTerminalSize(cols, "cols"), checkTerminalSize(rows, "rows"));
+    if (!this.#settled) this.#conn.write(encodeFrame(Frame.Resize, payload));
+  }
+
+  /**
+   * @internal Ends the process now: its group is killed in the guest (by
+   * closing the connection) and `exited` rejects with `reason`.
    */
   abort(reason: Error): void {
-    this.kill("SIGKILL");
     this.#fail(reason);
   }
 }

@@ -1,10 +1,11 @@
 // Host side of the agent's exec protocol; its C++ twin is
-// src/common/exec_protocol.h (keep the two in step). Frames
-// of u32-LE length (type + payload), u8 type, payload. The guest is hostile:
-// every length is bounded before anything is buffered.
+// src/common/exec_protocol.h (keep the two in step; it describes every
+// frame). Frames of u32-LE length (type + payload), u8 type, payload; a
+// connection runs one exec at a time, any number in sequence. The guest is
+// hostile: every length is bounded before anything is buffered.
 import { AgentProtocolError } from "../errors.js";
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 export const MAX_FRAME = 1 << 20;
 
 export enum Frame {
@@ -12,6 +13,7 @@ export enum Frame {
   Stdin = 2,
   StdinEof = 3,
   Signal = 4,
+  Resize = 5,
   Started = 16,
   Stdout = 17,
   Stderr = 18,
@@ -38,11 +40,22 @@ export interface ExecRequest {
   timeoutMs: number;
   /** Only check that the user and cwd resolve in the guest; start nothing (exits 0). */
   checkOnly?: boolean;
+  /** A pseudo-terminal of this size for stdin, stdout and stderr. */
+  tty?: { cols: number; rows: number };
 }
 
 /** The EXEC frame's payload; with its type byte it must fit in MAX_FRAME. */
 export function execPayload(r: ExecRequest): string {
-  return JSON.stringify({ v: PROTOCOL_VERSION, argv: r.argv, env: r.env, cwd: r.cwd, user: r.user, timeoutMs: r.timeoutMs, ...(r.checkOnly && { checkOnly: true }) });
+  return JSON.stringify({
+    v: PROTOCOL_VERSION,
+    argv: r.argv,
+    env: r.env,
+    cwd: r.cwd,
+    user: r.user,
+    timeoutMs: r.timeoutMs,
+    ...(r.checkOnly && { checkOnly: true }),
+    ...(r.tty && { tty: r.tty }),
+  });
 }
 
 /** Splits a byte stream into frames; throws AgentProtocolError on a bad length. */

@@ -1,5 +1,6 @@
 // The API users call: a microVM that runs processes on demand.
 import { EventEmitter } from "node:events";
+import { Readable } from "node:stream";
 import fs from "node:fs";
 import type net from "node:net";
 import path from "node:path";
@@ -9,12 +10,10 @@ import {
   ConfigError,
   ExecAbortedError,
   ExecFailedError,
-  ExecTimeoutError,
   GuestConnectionError,
   GuestCrashedError,
   GuestSetupError,
   KrunboxError,
-  MaxBufferExceededError,
   SandboxConfigError,
   SandboxCrashedError,
   SandboxStoppedError,
@@ -23,17 +22,22 @@ import {
   checkArgv,
   execOptionsSchema,
   sandboxOptionsSchema,
+  spawnOptionsSchema,
+  type ExecBufferOptions,
   type ExecOptions,
-  type ParsedExecOptions,
+  type ParsedSpawnOptions,
   type ResolvedSandboxOptions,
   type SandboxOptions,
+  type SpawnOptions,
 } from "./options.js";
-import { SandboxProcess, type ProcessExit } from "./process.js";
+import { ExecChannel } from "./channel.js";
+import { collect, type ExecResult } from "./exec.js";
+import { SandboxProcess } from "./process.js";
 import { execPayload, MAX_FRAME, type ExecRequest } from "./protocol.js";
 import { createSocketDir, type SocketDir } from "./socket-dir.js";
 import { SandboxFs } from "../fs/sandbox-fs.js";
 import { holdImage, pullImage } from "../images/cache.js";
-import { resolveNetwork, type NetworkOption } from "../network/policy.js";
+import { resolveNetwork, type ConnectionEvent, type NetworkOption } from "../network/policy.js";
 import { connectGuestPort, resolvePorts, type PortSpec, type PublishedPort } from "../network/ports.js";
 import { VirtualMachine } from "../vm/vm.js";
 import { parseOptions } from "../validate.js";
@@ -79,9 +83,12 @@ export function checkSandboxOptions(options: SandboxOptions = {}): ResolvedSandb
   return resolved;
 }
 
-export interface ExecResult<T extends string | Buffer = string> extends ProcessExit {
-  stdout: T;
-  stderr: T;
+export type { ExecResult } from "./exec.js";
+
+/** A Sandbox's events: its state changes, and every egress decision of its network. */
+export interface SandboxEvents {
+  state: [state: SandboxState];
+  connection: [event: ConnectionEvent];
 }
 
 /**
@@ -89,9 +96,16 @@ export interface ExecResult<T extends string | Buffer = string> extends ProcessE
  * request. Create with `await Sandbox.create()`, end with `stop()` (or
  * `await using`). Events: "state" (SandboxState), "connection"
  * (ConnectionEvent: every egress decision).
+ *
+ * A running sandbox keeps Node alive, as a child process does, until it
+ * stops or `unref()` lets Node exit without it (the VM then ends with
+ * Node). Processes and `sb.fs` calls in flight keep Node alive either way.
  */
-export class Sandbox extends EventEmitter {
-  state: SandboxState = "creating";
+export class Sandbox extends EventEmitter<SandboxEvents> {
+  /** "creating", "running", "stopping", "stopped" or "crashed". */
+  get state(): SandboxState {
+    return this.#state;
+  }
   /** Settles when the sandbox has stopped (resolves) or crashed (rejects). */
   readonly closed: Promise<void>;
   /** "kvm" or "tcg" (qemu backend), "kvm" (libkrun). */
@@ -109,9 +123,11 @@ export class Sandbox extends EventEmitter {
     return this.#vm.ports;
   }
 
+  #state: SandboxState = "creating";
   #vm: VirtualMachine;
   #options: ResolvedSandboxOptions;
   #socketDir: SocketDir;
+  #execs: ExecChannel;
   #crash: KrunboxError | undefined;
 
   #release: () => void;
@@ -125,6 +141,7 @@ export class Sandbox extends EventEmitter {
     if (options.imageDigest) holds.push(holdImage(options.imageDigest));
     this.#release = () => holds.splice(0).forEach((release) => release());
     this.#socketDir = createSocketDir();
+    this.#execs = new ExecChannel(this.#socketDir.socketPath);
     this.fs = new SandboxFs({
       socketPath: this.#socketDir.fsSocketPath,
       user: options.user ?? "",
@@ -235,8 +252,9 @@ export class Sandbox extends EventEmitter {
     const { workdir, user, bootTimeoutMs } = this.#options;
     // Part of booting: bounded like the rest of it.
     const signal = AbortSignal.timeout(bootTimeoutMs);
+    // Its connection stays open for the first exec.
     const check = new SandboxProcess(
-      this.#socketDir.socketPath,
+      this.#execs,
       { argv: [], env: [], cwd: workdir, user: user ?? "", timeoutMs: 0, stdin: false, signal, checkOnly: true },
       () => this.#crash,
       this.#whyClosed,
@@ -254,12 +272,13 @@ export class Sandbox extends EventEmitter {
   }
 
   #setState(state: SandboxState) {
-    if (this.state === state) return;
-    this.state = state;
+    if (this.#state === state) return;
+    this.#state = state;
     this.emit("state", state);
   }
 
   #cleanup() {
+    this.#execs.close();
     this.fs.closeIdle();
     this.#release();
     this.#socketDir.remove();
@@ -277,68 +296,69 @@ export class Sandbox extends EventEmitter {
 
   /**
    * Starts a process; returns at once. `stdin: "pipe"` gives a writable
-   * `stdin`; a string or Buffer is written and closed.
+   * `stdin`; `input` (a string, Buffer or Readable) is written and closed;
+   * `tty` gives it a terminal. If it cannot start (no such program, a bad
+   * user or cwd), `exited` rejects with ExecFailedError and its streams end
+   * with that error.
    */
-  spawn(command: string, args: string[] = [], options: ExecOptions = {}): SandboxProcess {
-    return this.#spawn(command, args, parseOptions(execOptionsSchema, options, "options"));
+  spawn(command: string, args: string[] = [], options: SpawnOptions = {}): SandboxProcess {
+    return this.#spawn(checkArgv(command, args), parseOptions(spawnOptionsSchema, options, "options"));
   }
 
-  #spawn(command: string, args: string[], o: ParsedExecOptions): SandboxProcess {
-    const argv = checkArgv(command, args);
-    if (this.state !== "running") throw new SandboxStoppedError(`cannot run ${command}: the sandbox is ${this.state}`);
+  #spawn(argv: string[], o: ParsedSpawnOptions): SandboxProcess {
+    if (this.state !== "running") throw new SandboxStoppedError(`cannot run ${argv[0]}: the sandbox is ${this.state}`);
     const request: ExecRequest = {
       argv,
       env: envList({ ...this.#options.env, ...o.env }),
       cwd: o.cwd ?? this.#options.workdir,
       user: o.user ?? this.#options.user ?? "",
       timeoutMs: o.timeoutMs ?? 0,
+      tty: o.tty,
     };
     checkRequestSize(request);
-    const proc = new SandboxProcess(
-      this.#socketDir.socketPath,
-      { ...request, stdin: o.stdin !== undefined && o.stdin !== "ignore", signal: o.signal },
-      this.#sandboxGone,
-      this.#whyClosed,
-    );
-    if (proc.stdin && o.stdin !== "pipe") proc.stdin.end(Buffer.from(o.stdin as string | Uint8Array));
+    const stdin = o.stdin === "pipe" || o.input !== undefined;
+    const proc = new SandboxProcess(this.#execs, { ...request, stdin, signal: o.signal }, this.#sandboxGone, this.#whyClosed);
+    const input = o.input;
+    if (input instanceof Readable) {
+      // A failing input ends the process; one that outlives it is let go.
+      const onError = (err: Error) => proc.abort(err);
+      input.once("error", onError).pipe(proc.stdin!);
+      void proc.exited.finally(() => input.off("error", onError).unpipe(proc.stdin!)).catch(() => {});
+    } else if (input !== undefined) {
+      proc.stdin!.end(typeof input === "string" ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength));
+    }
     return proc;
   }
 
   /**
-   * Runs a process to completion. A non-zero exit is a result; a timeout,
-   * an abort or a lost sandbox reject with a typed error (the process is
-   * killed in the guest).
+   * Runs a program to completion (never through a shell: see `sh()`) and
+   * collects its output. A non-zero exit is a result; a program that
+   * cannot start rejects with ExecFailedError; a timeout, an abort or a
+   * lost sandbox reject with a typed error (the process is killed in the
+   * guest) that carries the output so far.
    */
-  exec(command: string, args?: string[], options?: ExecOptions & { encoding?: "utf8" }): Promise<ExecResult<string>>;
-  exec(command: string, args: string[], options: ExecOptions & { encoding: "buffer" }): Promise<ExecResult<Buffer>>;
-  async exec(command: string, args: string[] = [], options: ExecOptions = {}): Promise<ExecResult<string | Buffer>> {
+  exec(command: string, args?: string[], options?: ExecOptions): Promise<ExecResult<string>>;
+  exec(command: string, args: string[], options: ExecBufferOptions): Promise<ExecResult<Buffer>>;
+  exec(command: string, args: string[], options: ExecOptions | ExecBufferOptions): Promise<ExecResult<string | Buffer>>;
+  async exec(command: string, args: string[] = [], options: ExecOptions | ExecBufferOptions = {}): Promise<ExecResult<string | Buffer>> {
+    const started = performance.now();
+    const argv = checkArgv(command, args);
     const o = parseOptions(execOptionsSchema, options, "options");
-    const proc = this.#spawn(command, args, o);
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    const decode = (b: Buffer[]) => (o.encoding === "buffer" ? Buffer.concat(b) : Buffer.concat(b).toString("utf8"));
-    let room = o.maxBufferBytes;
-    const collect = (into: Buffer[]) => (chunk: Buffer) => {
-      if (room === 0) return;
-      into.push(chunk.subarray(0, room));
-      if (chunk.length <= room) return void (room -= chunk.length);
-      room = 0;
-      proc.abort(new MaxBufferExceededError(`${command} wrote more than maxBufferBytes (${o.maxBufferBytes}); it was killed`, decode(out), decode(err)));
-    };
-    proc.stdout.on("data", collect(out));
-    proc.stderr.on("data", collect(err));
-    let exit: ProcessExit;
-    try {
-      exit = await proc.exited;
-    } catch (e) {
-      // An exec that ends early keeps what it had printed.
-      if (e instanceof ExecTimeoutError) throw new ExecTimeoutError(e.message, decode(out), decode(err));
-      if (e instanceof ExecAbortedError) throw new ExecAbortedError(e.message, decode(out), decode(err), { cause: e.cause });
-      throw e;
-    }
-    if (exit.timedOut)
-      throw new ExecTimeoutError(`${command} ran past timeoutMs (${o.timeoutMs} ms); its process group was killed`, decode(out), decode(err));
-    return { ...exit, stdout: decode(out), stderr: decode(err) };
+    return collect(this.#spawn(argv, o), argv, o, started);
+  }
+
+  /**
+   * Runs `script` with the image's /bin/sh (`/bin/sh -c script`): pipes,
+   * redirections, globs and variables work as in a shell. Same options and
+   * result as exec().
+   */
+  sh(script: string, options?: ExecOptions): Promise<ExecResult<string>>;
+  sh(script: string, options: ExecBufferOptions): Promise<ExecResult<Buffer>>;
+  sh(script: string, options: ExecOptions | ExecBufferOptions): Promise<ExecResult<string | Buffer>>;
+  async sh(script: string, options: ExecOptions | ExecBufferOptions = {}): Promise<ExecResult<string | Buffer>> {
+    if (typeof script !== "string" || script.includes("\0"))
+      throw new ConfigError("script", "script: must be a string without NUL characters");
+    return this.exec("/bin/sh", ["-c", script], options);
   }
 
   /**
@@ -352,6 +372,22 @@ export class Sandbox extends EventEmitter {
       throw new ConfigError("port", `port: ${String(port)} is not a TCP port (1-65535)`);
     if (this.state !== "running") throw new GuestConnectionError(`cannot connect to guest port ${port}: the sandbox is ${this.state}`);
     return connectGuestPort(this.#socketDir.forwardPath, port);
+  }
+
+  /**
+   * Lets Node exit while the sandbox runs (as `child.unref()`); the VM then
+   * ends with Node. Processes and `sb.fs` calls in flight still keep Node
+   * alive. Returns the sandbox.
+   */
+  unref(): this {
+    this.#vm.unref();
+    return this;
+  }
+
+  /** Undoes unref(): the running sandbox keeps Node alive again. */
+  ref(): this {
+    this.#vm.ref();
+    return this;
   }
 
   /** Powers the VM off (processes get SIGTERM, then SIGKILL). Idempotent. */

@@ -8,6 +8,9 @@ export interface NativeVm {
   stop(graceMs: number): void;
   /** onConnect's answer to a "connect-request" event. */
   verdict(id: number, allowed: boolean): void;
+  /** Whether the running VM keeps Node's event loop alive (it does by default). */
+  ref(): void;
+  unref(): void;
   readonly pid: number | null;
 }
 

@@ -226,6 +226,16 @@ export class VirtualMachine extends EventEmitter {
     this.emit("state", state);
   }
 
+  /** The running VM no longer keeps Node alive (as `child.unref()`); when Node exits, the VM ends with it. */
+  unref(): void {
+    this.#native.unref();
+  }
+
+  /** Undoes unref(): the running VM keeps Node alive again. */
+  ref(): void {
+    this.#native.ref();
+  }
+
   /**
    * Asks the guest to power off (its command gets SIGTERM), kills the VM if
    * it has not ended after `graceMs`, and resolves with the exit. Idempotent.

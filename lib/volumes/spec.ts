@@ -25,8 +25,9 @@ const volumeObjectSchema = z.discriminatedUnion("type", [
       type: z.literal("bind"),
       /** Host folder, or a regular file (bound onto a file); a relative one resolves against process.cwd(). */
       source: z.string().min(1, "must name a host folder or file"),
+      /** Where the guest sees it (absolute; not /, /proc, /sys, /dev). */
       target: target(),
-      /** Enforced on the host: the guest cannot write, whatever it does. */
+      /** Enforced on the host: the guest cannot write, whatever it does. Default: false. */
       readOnly: z.boolean().default(false),
     })
     .strict(),
@@ -35,14 +36,18 @@ const volumeObjectSchema = z.discriminatedUnion("type", [
       type: z.literal("named"),
       /** Created on first use. */
       name: volumeName,
+      /** Where the guest sees it (absolute; not /, /proc, /sys, /dev). */
       target: target(),
+      /** Enforced on the host. Default: false. */
       readOnly: z.boolean().default(false),
     })
     .strict(),
   z
     .object({
       type: z.literal("tmpfs"),
+      /** Where the guest sees it (absolute; not /, /proc, /sys, /dev). */
       target: target(),
+      /** Its size limit in MiB (ENOSPC past it). Default: 64. */
       sizeMiB: z
         .number()
         .int("must be a positive whole number of MiB")

@@ -11,16 +11,18 @@ import { parseOptions } from "../validate.js";
 import { VolumeFs } from "./volume-fs.js";
 
 export interface VolumeInfo {
-  name: string;
-  created: string;
-  labels: Record<string, string>;
+  readonly name: string;
+  readonly created: string;
+  readonly labels: Readonly<Record<string, string>>;
   /** Hard limit in MiB, enforced by the host kernel (see lib/quota.ts). */
-  quotaMiB?: number;
+  readonly quotaMiB?: number;
   /** The host folder the guest sees. */
-  path: string;
+  readonly path: string;
   /** "create": made by Volume.create (`krunbox volume create`); "mount": made on first use by a volumes entry (`-v name:/data`). */
-  origin?: "create" | "mount";
+  readonly origin?: "create" | "mount";
 }
+
+const frozen = (info: VolumeInfo): VolumeInfo => Object.freeze({ ...info, labels: Object.freeze({ ...info.labels }) });
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 export const VOLUME_NAME_RULE =
@@ -60,8 +62,15 @@ const layout = (name: string) => {
 
 export class Volume {
   readonly fs: VolumeFs;
-  private constructor(readonly info: VolumeInfo) {
+  #info: VolumeInfo;
+  private constructor(info: VolumeInfo) {
+    this.#info = frozen(info);
     this.fs = new VolumeFs(info.path, () => this.ready());
+  }
+
+  /** What volume.json says (name, created, labels, quotaMiB, origin) and the host folder guests see (read-only). */
+  get info(): VolumeInfo {
+    return this.#info;
   }
 
   /** Makes the volume usable (mounts a quota'd volume's image after a reboot). */
@@ -84,15 +93,23 @@ export class Volume {
     } finally {
       loadNative().unlock(lockFd);
     }
-    this.info.quotaMiB = quotaMiB;
-    writeMeta(dir, this.info);
+    this.#info = frozen({ ...this.#info, quotaMiB });
+    writeMeta(dir, this.#info);
   }
   get name(): string {
     return this.info.name;
   }
 
   /** Creates a volume; VolumeExistsError if it exists (two racing creators: one wins). */
-  static async create(name: string, options: { quotaMiB?: number; labels?: Record<string, string> } = {}): Promise<Volume> {
+  static async create(
+    name: string,
+    options: {
+      /** A hard size limit in MiB (16 to 16777216), enforced by the host kernel; needs root. Default: none. */
+      quotaMiB?: number;
+      /** Free-form KEY: value pairs kept in volume.json. Default: {}. */
+      labels?: Record<string, string>;
+    } = {},
+  ): Promise<Volume> {
     return Volume.#create(name, options, "create");
   }
 

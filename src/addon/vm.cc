@@ -48,8 +48,8 @@ bool HighPipe(int fds[2]) {
 Napi::Object Vm::Init(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = DefineClass(env, "Vm",
                                     {InstanceMethod("start", &Vm::Start), InstanceMethod("stop", &Vm::Stop),
-                                     InstanceMethod("verdict", &Vm::Verdict),
-                                     InstanceAccessor("pid", &Vm::Pid, nullptr)});
+                                     InstanceMethod("verdict", &Vm::Verdict), InstanceMethod("ref", &Vm::KeepAlive),
+                                     InstanceMethod("unref", &Vm::LetGo), InstanceAccessor("pid", &Vm::Pid, nullptr)});
   exports.Set("Vm", ctor);
   return exports;
 }
@@ -83,7 +83,15 @@ Vm::Vm(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Vm>(info) {
 }
 
 Vm::~Vm() {
-  if (watcher_.joinable()) watcher_.join();
+  if (!watcher_.joinable()) return;
+  // Node is exiting with the runner still running (an unref()'d VM, or
+  // process.exit()): end it as its parent's death would, with the stop
+  // backstop, so that the watcher sees the runner go and can be joined.
+  if (killDeadline_.load() < 0) {
+    kill(pid_, SIGTERM);
+    killDeadline_ = NowMs() + kStopBackstopMs;
+  }
+  watcher_.join();
 }
 
 Napi::Value Vm::Start(const Napi::CallbackInfo& info) {
@@ -144,7 +152,8 @@ Napi::Value Vm::Start(const Napi::CallbackInfo& info) {
   }
   eventsFd_ = eventsPipe[0];
   controlFd_ = controlPipe[1];
-  onEvent_.Ref(env);
+  if (keepsNodeAlive_) onEvent_.Ref(env);
+  running_ = true;
   Ref();  // stay alive until the runner's last event has been delivered
   const int configFd = configPipe[1];
   const std::string config = VmConfigToJson(config_).dump();
@@ -173,16 +182,33 @@ Napi::Value Vm::Verdict(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// ref() / unref(): whether the running VM keeps Node's event loop alive
+// (as a child process does); remembered for a VM not yet started.
+Napi::Value Vm::KeepAlive(const Napi::CallbackInfo& info) {
+  keepsNodeAlive_ = true;
+  if (running_) onEvent_.Ref(info.Env());
+  return info.Env().Undefined();
+}
+
+Napi::Value Vm::LetGo(const Napi::CallbackInfo& info) {
+  keepsNodeAlive_ = false;
+  if (running_) onEvent_.Unref(info.Env());
+  return info.Env().Undefined();
+}
+
 Napi::Value Vm::Pid(const Napi::CallbackInfo& info) {
   return pid_ < 0 ? info.Env().Null() : Napi::Number::New(info.Env(), pid_);
 }
 
 void Vm::Watch() {
   auto deliver = [this](std::string line) {
-    onEvent_.BlockingCall(new std::string(std::move(line)), [](Napi::Env env, Napi::Function fn, std::string* s) {
-      fn.Call({Napi::String::New(env, *s)});
+    auto* s = new std::string(std::move(line));
+    // Refused once Node tears its environment down: nobody will hear it.
+    if (onEvent_.BlockingCall(s, [](Napi::Env env, Napi::Function fn, std::string* s) {
+          fn.Call({Napi::String::New(env, *s)});
+          delete s;
+        }) != napi_ok)
       delete s;
-    });
   };
   std::string buf;
   char chunk[65536];
@@ -222,6 +248,7 @@ void Vm::Watch() {
   onEvent_.BlockingCall(new std::string(last), [this](Napi::Env env, Napi::Function fn, std::string* s) {
     close(controlFd_);
     controlFd_ = -1;
+    running_ = false;
     fn.Call({Napi::String::New(env, *s)});
     delete s;
     onEvent_.Unref(env);

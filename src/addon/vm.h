@@ -23,6 +23,8 @@ class Vm : public Napi::ObjectWrap<Vm> {
   Napi::Value Stop(const Napi::CallbackInfo& info);
   Napi::Value Verdict(const Napi::CallbackInfo& info);
   Napi::Value Pid(const Napi::CallbackInfo& info);
+  Napi::Value KeepAlive(const Napi::CallbackInfo& info);
+  Napi::Value LetGo(const Napi::CallbackInfo& info);
 
   void Watch();
 
@@ -32,6 +34,9 @@ class Vm : public Napi::ObjectWrap<Vm> {
   pid_t pid_ = -1;
   int eventsFd_ = -1;
   int controlFd_ = -1;
+  // Touched on the JS thread only: from start() until the last event.
+  bool running_ = false;
+  bool keepsNodeAlive_ = true;
   // Monotonic ms after which the watcher kills the runner's process group:
   // the backstop for a stop that the runner itself could not complete.
   std::atomic<int64_t> killDeadline_{-1};

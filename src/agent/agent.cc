@@ -137,6 +137,10 @@ void BuildRoot(const GuestConfig& cfg) {
   Mount("proc", std::string(kNewRoot) + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
   Mount("sysfs", std::string(kNewRoot) + "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
   Mount("devtmpfs", std::string(kNewRoot) + "/dev", "devtmpfs", MS_NOSUID, nullptr);
+  // Terminals for processes that ask for one (a new instance: /dev/ptmx in
+  // the root finds it at /dev/pts).
+  MkdirP(std::string(kNewRoot) + "/dev/pts");
+  Mount("devpts", std::string(kNewRoot) + "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "mode=0620,ptmxmode=0666");
   MkdirP(std::string(kNewRoot) + "/tmp");
   Mount("tmpfs", std::string(kNewRoot) + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
 }
@@ -266,14 +270,20 @@ ExecSpec CommandSpec(const GuestConfig& cfg) {
     WriteAll(control, "ready\n");
     const ExecSpec spec = CommandSpec(cfg);
     pid_t command = -1;
+    std::optional<int> status;
     if (!spec.argv.empty()) {
       // The console has no input side: reading it would block forever.
-      const int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-      command = Launch(spec, devnull, 1, 2);
-      close(devnull);
-      if (command < 0) Fail("fork");
+      krunbox::Fd devnull(open("/dev/null", O_RDONLY | O_CLOEXEC));
+      try {
+        command = Launch(spec, {devnull.get(), 1, 2});
+      } catch (const LaunchError& e) {
+        // As a shell would: the reason on the console, 127 for a program
+        // that is not there, 126 for one that cannot run.
+        Log(e.what());
+        status = (e.field == "command" && e.error == ENOENT ? 127 : 126) << 8;
+      }
     }
-    const std::optional<int> status = Serve(execs, files, forwards, command, control);
+    if (!status) status = Serve(execs, files, forwards, command, control);
     std::string report = "exit 0";
     if (status) {
       report = WIFSIGNALED(*status) ? "signal " + std::to_string(WTERMSIG(*status))

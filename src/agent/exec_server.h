@@ -1,5 +1,5 @@
-// The agent's exec service: the host opens one vsock connection per process
-// and speaks the frames of common/exec_protocol.h.
+// The agent's exec service: the host keeps connections open and runs one
+// process at a time on each, speaking the frames of common/exec_protocol.h.
 #pragma once
 
 #include <poll.h>
@@ -24,25 +24,29 @@ class ExecServer {
   // A reaped child: true if it was one of ours.
   bool OnExit(pid_t pid, int status);
   void KillAll(int sig);
-  bool Idle() const { return sessions_.empty(); }
+  bool Idle() const;
   // Milliseconds until the next exec timeout, or -1.
   int NextTimeoutMs() const;
   void ExpireTimeouts();
 
  private:
+  // One connection: between execs `pid` is -1 and only EXEC starts one.
   struct Session {
     Fd sock, stdinFd, stdoutFd, stderrFd;
+    Fd terminal;  // the pseudo-terminal's master side, for a process with a tty
     std::string in, out, stdinBuf;
     pid_t pid = -1;
-    bool stdinEof = false, hostGone = false, done = false, timedOut = false;
+    bool stdinEof = false, hostGone = false, timedOut = false;
     int64_t deadline = -1;
   };
   void Accept();
   void OnFrame(Session& s, uint8_t type, const std::string& payload);
   void Start(Session& s, const std::string& json);
   void Send(Session& s, uint8_t type, const std::string& payload);
+  void SendError(Session& s, const std::string& message, const std::string& field = "", int error = 0);
   void Pump(Session& s, const std::vector<pollfd>& fds);
   void Drain(Session& s, Fd& fd, uint8_t type, bool bounded);
+  void Signal(const Session& s, int sig, bool foregroundJob);
   void Finish(Session& s, const std::string& exitJson);
 
   Fd listen_;

@@ -4,11 +4,15 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/openat2.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -32,6 +36,12 @@ std::optional<uint32_t> ParseId(const std::string& s) {
 }
 
 bool AllDigits(const std::string& s) { return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos; }
+
+std::string CwdProblem(const std::string& cwd, int error) {
+  if (error == ENOENT) return "cwd \"" + cwd + "\" does not exist in the guest";
+  if (error == ENOTDIR) return "cwd \"" + cwd + "\" is not a folder in the guest";
+  return "cwd \"" + cwd + "\": " + strerror(error);
+}
 
 }  // namespace
 
@@ -74,62 +84,162 @@ void ResolveUser(const std::string& user, ExecSpec& spec) {
 }
 
 void CheckCwd(const std::string& cwd) {
-  // Resolved as the chrooted process will (symlinks stay inside the root),
-  // so that a missing folder is an error here, not exit 126 after fork.
+  // Resolved as the chrooted process would (symlinks stay inside the root).
   krunbox::Fd root(open(kNewRoot, O_PATH | O_DIRECTORY | O_CLOEXEC));
   open_how how{};
   how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
   how.resolve = RESOLVE_IN_ROOT;
   krunbox::Fd dir(static_cast<int>(syscall(SYS_openat2, root.get(), cwd.c_str(), &how, sizeof how)));
-  if (dir.valid()) return;
-  if (errno == ENOENT) throw SetupError("cwd \"" + cwd + "\" does not exist in the guest");
-  if (errno == ENOTDIR) throw SetupError("cwd \"" + cwd + "\" is not a folder in the guest");
-  throw SetupError("cwd \"" + cwd + "\": " + strerror(errno));
+  if (!dir.valid()) throw SetupError(CwdProblem(cwd, errno));
 }
 
-pid_t Launch(const ExecSpec& spec, int in, int out, int err) {
-  std::vector<std::string> args = spec.argv, env = spec.env;
-  // Until the child has called setsid(), a kill of its process group (a
-  // timeout of 1 ms, a SIGNAL frame) would miss it: it closes its end of
-  // this pipe once it has its group, and only then do we return.
-  int grouped[2];
-  if (pipe2(grouped, O_CLOEXEC) != 0) return -1;
-  const pid_t pid = fork();
-  if (pid != 0) {  // parent (or -1)
-    close(grouped[1]);
-    char c;
-    while (pid > 0 && read(grouped[0], &c, 1) < 0 && errno == EINTR) {
-    }
-    close(grouped[0]);
-    return pid;
-  }
+Terminal OpenTerminal(uint16_t cols, uint16_t rows, uid_t uid) {
+  // The devpts instance the workload sees at /dev/pts, so that its
+  // ttyname() finds the terminal. O_NOCTTY: the agent leads a session, and
+  // a terminal must never become its own.
+  const std::string ptmx = std::string(kNewRoot) + "/dev/pts/ptmx";
+  Terminal t;
+  t.master = krunbox::Fd(open(ptmx.c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!t.master.valid()) Fail("open " + ptmx);
+  int unlock = 0;
+  if (ioctl(t.master.get(), TIOCSPTLCK, &unlock) != 0) Fail("unlock the terminal");
+  t.slave = krunbox::Fd(ioctl(t.master.get(), TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!t.slave.valid()) Fail("open the terminal's slave side");
+  if (fchown(t.slave.get(), uid, static_cast<gid_t>(-1)) != 0 || fchmod(t.slave.get(), 0620) != 0) Fail("chown the terminal");
+  ResizeTerminal(t.master.get(), cols, rows);
+  return t;
+}
+
+void ResizeTerminal(int master, uint16_t cols, uint16_t rows) {
+  winsize size{};
+  size.ws_col = cols;
+  size.ws_row = rows;
+  ioctl(master, TIOCSWINSZ, &size);
+}
+
+namespace {
+
+constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+enum class Step { kNone, kSession, kRoot, kUser, kCwd, kExec };
+
+// Everything the child needs, prepared before clone: it shares our memory
+// (and the heap's locks), so it only makes system calls. It writes back
+// where it failed; we read that once it has exited.
+struct Child {
+  const Stdio* stdio;
+  uid_t uid;
+  gid_t gid;
+  const char* cwd;
+  std::vector<const char*> programs;  // what execve tries, in PATH order
+  char* const* argv;
+  char* const* envp;
+  Step failed = Step::kNone;
+  int error = 0;
+};
+
+// The child's stack. The agent is single-threaded and CLONE_VFORK holds it
+// until the child has run its program or exited, so one stack serves all.
+alignas(64) char childStack[64 * 1024];
+
+[[noreturn]] void ChildFailed(Child* c, Step step) {
+  c->error = errno;
+  c->failed = step;
+  _exit(127);
+}
+
+int ChildMain(void* arg) {
+  Child* c = static_cast<Child*>(arg);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
-  setsid();
-  close(grouped[1]);
-  dup2(in, 0);
-  dup2(out, 1);
-  dup2(err, 2);
+  if (setsid() < 0) ChildFailed(c, Step::kSession);
+  const Stdio& io = *c->stdio;
+  if (io.terminal >= 0) {
+    if (ioctl(io.terminal, TIOCSCTTY, 0) != 0) ChildFailed(c, Step::kSession);
+    for (int fd = 0; fd < 3; fd++)
+      if (dup2(io.terminal, fd) < 0) ChildFailed(c, Step::kSession);
+  } else if (dup2(io.in, 0) < 0 || dup2(io.out, 1) < 0 || dup2(io.err, 2) < 0) {
+    ChildFailed(c, Step::kSession);
+  }
   close_range(3, ~0U, 0);
-  auto die = [](const std::string& what, int code) {
-    const std::string msg = "krunbox: " + what + ": " + strerror(errno) + "\n";
-    (void)!write(2, msg.data(), msg.size());
-    _exit(code);
-  };
-  if (chroot(kNewRoot) != 0 || chdir("/") != 0) die("chroot", 126);
-  if (setgroups(0, nullptr) != 0 || setgid(spec.gid) != 0 || setuid(spec.uid) != 0) die("switching user", 126);
-  if (chdir(spec.cwd.c_str()) != 0) die("cwd " + spec.cwd, 126);
+  if (chroot(kNewRoot) != 0 || chdir("/") != 0) ChildFailed(c, Step::kRoot);
+  // Raw system calls: glibc's wrappers would coordinate with other threads,
+  // whose state here is the agent's.
+  if (syscall(SYS_setgroups, 0, nullptr) != 0 || syscall(SYS_setgid, c->gid) != 0 || syscall(SYS_setuid, c->uid) != 0)
+    ChildFailed(c, Step::kUser);
+  if (chdir(c->cwd) != 0) ChildFailed(c, Step::kCwd);
+  // execvp's search: a missing candidate moves on, a permission problem is
+  // remembered, anything else stops it.
+  bool denied = false;
+  for (const char* program : c->programs) {
+    execve(program, c->argv, c->envp);
+    if (errno == EACCES) denied = true;
+    else if (errno != ENOENT && errno != ENOTDIR && errno != ESTALE && errno != ENODEV && errno != ETIMEDOUT)
+      ChildFailed(c, Step::kExec);
+  }
+  if (denied) errno = EACCES;
+  ChildFailed(c, Step::kExec);
+}
+
+std::string ExecProblem(const std::string& program, const std::string& path, int error) {
+  const std::string quoted = "\"" + program + "\"";
+  if (error == ENOENT && program.find('/') != std::string::npos) return quoted + " does not exist in the guest";
+  if (error == ENOENT) return quoted + " was not found in the guest's PATH (" + path + ")";
+  if (error == EACCES) return quoted + " cannot be run: permission denied (is it an executable file?)";
+  if (error == ENOEXEC) return quoted + " is not a program the guest can run (exec format error)";
+  return quoted + ": " + strerror(error);
+}
+
+}  // namespace
+
+pid_t Launch(const ExecSpec& spec, const Stdio& stdio) {
+  std::vector<std::string> args = spec.argv, env = spec.env;
+  std::string path = kDefaultPath;
+  bool hasPath = false;
+  for (const std::string& e : env)
+    if (e.compare(0, 5, "PATH=") == 0) path = e.substr(5), hasPath = true;
+  if (!hasPath) env.push_back(std::string("PATH=") + kDefaultPath);
+  std::vector<std::string> programs;
+  const std::string& name = args.at(0);
+  if (name.find('/') != std::string::npos) {
+    programs.push_back(name);
+  } else {
+    size_t start = 0;
+    for (;;) {
+      const size_t colon = path.find(':', start);
+      const std::string dir = path.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
+      programs.push_back((dir.empty() ? "." : dir) + "/" + name);
+      if (colon == std::string::npos) break;
+      start = colon + 1;
+    }
+  }
   std::vector<char*> argv, envp;
-  for (auto& a : args) argv.push_back(a.data());
+  for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  for (auto& e : env) envp.push_back(e.data());
+  for (std::string& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
-  environ = envp.data();  // execvp searches the workload's PATH
-  if (!getenv("PATH")) setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
-  execvp(argv[0], argv.data());
-  die(argv[0], errno == ENOENT ? 127 : 126);
-  return -1;
+  Child child{&stdio, spec.uid, spec.gid, spec.cwd.c_str(), {}, argv.data(), envp.data()};
+  for (const std::string& p : programs) child.programs.push_back(p.c_str());
+
+  const pid_t pid = clone(ChildMain, childStack + sizeof childStack, CLONE_VM | CLONE_VFORK | SIGCHLD, &child);
+  if (pid < 0) throw LaunchError("", errno, std::string("clone: ") + strerror(errno));
+  if (child.failed == Step::kNone) return pid;
+  int status;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  switch (child.failed) {
+    case Step::kUser:
+      throw LaunchError("user", child.error, "switching to uid " + std::to_string(spec.uid) + ", gid " + std::to_string(spec.gid) + ": " + strerror(child.error));
+    case Step::kCwd:
+      throw LaunchError("cwd", child.error, CwdProblem(spec.cwd, child.error));
+    case Step::kExec:
+      throw LaunchError("command", child.error, ExecProblem(name, path, child.error));
+    case Step::kRoot:
+      throw LaunchError("", child.error, std::string("chroot into the sandbox's root: ") + strerror(child.error));
+    default:
+      throw LaunchError("", child.error, std::string("setting up the process's session: ") + strerror(child.error));
+  }
 }
 
 }  // namespace agent

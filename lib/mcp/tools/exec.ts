@@ -2,7 +2,7 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { finished } from "node:stream/promises";
 import { z } from "zod";
-import { execOptionsSchema, sandboxOptionsSchema, type ExecOptions } from "../../sandbox/options.js";
+import { execOptionsSchema, sandboxOptionsSchema, type SpawnOptions } from "../../sandbox/options.js";
 import type { Sandbox } from "../../sandbox/sandbox.js";
 import type { McpLimits } from "../limits.js";
 import { BoundedOutput, toolResult } from "../output.js";
@@ -43,14 +43,14 @@ export const runCodeInputSchema = z
 
 const execResultSchema = z.object({
   exitCode: z.number().int().nullable().describe("null when a signal ended the process"),
-  signal: z.number().int().nullable(),
+  signal: z.string().nullable().describe('the signal that ended the process ("SIGKILL"), or null'),
   timedOut: z.boolean(),
   stdout: z.string(),
   stderr: z.string(),
   note: z.string().optional().describe("what was cut from the output, or why the process ended"),
 });
 
-async function runBounded(sandbox: Sandbox, argv: readonly string[], options: ExecOptions, limits: McpLimits) {
+async function runBounded(sandbox: Sandbox, argv: readonly string[], options: SpawnOptions, limits: McpLimits) {
   const proc = sandbox.spawn(argv[0], argv.slice(1), options);
   const out = new BoundedOutput(limits.maxOutputBytes);
   const err = new BoundedOutput(limits.maxOutputBytes);
@@ -79,7 +79,7 @@ export function registerExecTools(server: McpServer, pool: SandboxPool, limits: 
       outputSchema: execResultSchema,
     },
     async ({ id, command, args, stdin, cwd, env, timeoutMs }, extra) =>
-      pool.use(id, (sb) => runBounded(sb, [command, ...args], { stdin, cwd, env, timeoutMs, signal: extra.signal }, limits)),
+      pool.use(id, (sb) => runBounded(sb, [command, ...args], { input: stdin, cwd, env, timeoutMs, signal: extra.signal }, limits)),
   );
 
   server.registerTool(
