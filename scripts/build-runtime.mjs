@@ -7,7 +7,8 @@
 //     vmlinuz          Debian's cloud kernel
 //     initramfs.cpio   /init = krunbox-agent, plus the virtio-mmio,
 //                      virtio-fs, vsock and overlay modules and their order,
-//                      and virtio-net's (loaded only when the VM has a network)
+//                      virtio-net's (loaded only when the VM has a network)
+//                      and virtio-blk, erofs and squashfs (only for a disk root)
 //     krunbox-agent, busybox, busybox.applets
 //                      what the default image is made of (lib/runtime.ts
 //                      assembles it under ~/.krunbox/images on first use)
@@ -33,6 +34,8 @@ const maxGlibc = "2.34";
 const wantedModules = ["virtio_mmio", "virtiofs", "vmw_vsock_virtio_transport", "overlay"];
 // ...and what a VM with a network needs on top.
 const networkModules = ["virtio_net"];
+// ...and one whose root is a disk image (ext4 is built into the kernel).
+const diskModules = ["virtio_blk", "erofs", "squashfs"];
 
 function fail(message) {
   console.error(`krunbox build-runtime: error: ${message}`);
@@ -86,6 +89,7 @@ const moduleOrder = (names) => {
 };
 const order = moduleOrder(wantedModules);
 const netOrder = moduleOrder(networkModules);
+const diskOrder = moduleOrder(diskModules);
 
 const tmp = `${out}.tmp-${process.pid}`;
 fs.rmSync(tmp, { recursive: true, force: true });
@@ -100,10 +104,11 @@ const stage = path.join(tmp, "initramfs.d");
 for (const d of ["dev", "proc", "sys", "run", "lib/modules"]) fs.mkdirSync(path.join(stage, d), { recursive: true });
 fs.copyFileSync(path.join(built, "krunbox-agent"), path.join(stage, "init"));
 fs.chmodSync(path.join(stage, "init"), 0o755);
-for (const mod of [...order, ...netOrder])
+for (const mod of [...order, ...netOrder, ...diskOrder])
   fs.copyFileSync(path.join(moduleDir, mod), path.join(stage, "lib/modules", path.basename(mod)));
 fs.writeFileSync(path.join(stage, "lib/modules/order"), order.map((m) => path.basename(m)).join("\n") + "\n");
 fs.writeFileSync(path.join(stage, "lib/modules/order.net"), netOrder.map((m) => path.basename(m)).join("\n") + "\n");
+fs.writeFileSync(path.join(stage, "lib/modules/order.disk"), diskOrder.map((m) => path.basename(m)).join("\n") + "\n");
 const files = execFileSync("find", [".", "-mindepth", "1"], { cwd: stage }).toString().split("\n").filter(Boolean).sort();
 const cpio = execFileSync("cpio", ["--quiet", "-o", "-H", "newc", "--reproducible", "-R", "0:0"], {
   cwd: stage,

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { ConfigError } from "../errors.js";
 import { VM_DEFAULTS } from "../vm/defaults.js";
 import { imagePullFields } from "../images/cache.js";
+import { diskImageSchema, type RootDisk } from "../images/disk.js";
 import { absolutePath } from "../vm/options.js";
 import { volumesSchema, type VolumeSpec } from "../volumes/spec.js";
 import { networkSchema, type NetworkOption } from "../network/policy.js";
@@ -36,12 +37,13 @@ export const sandboxOptionsSchema = z
     accel: z.enum(["auto", "kvm", "tcg"]).default("auto"),
     bootTimeoutMs: z.number().int().min(1000).max(3_600_000).default(VM_DEFAULTS.bootTimeoutMs),
     libkrunPath: z.string().optional(),
-    /** The root: omitted for the default image, or a local root folder. */
+    /** The root: omitted for the default image, an OCI image, a local root folder or a disk image. */
     image: z
       .union([
         imageReferenceSchema,
         z.object({ dir: z.string().min(1) }).strict(),
         z.object({ ref: z.string().min(1), ...imagePullFields }).strict(),
+        diskImageSchema,
       ])
       .optional(),
     volumes: volumesSchema.default([]),
@@ -64,6 +66,8 @@ export type ResolvedSandboxOptions = z.output<typeof sandboxOptionsSchema> & {
   vmPorts?: { hostIp: string; hostPort: number; guestPort: number }[];
   /** The root folder the image resolved to (undefined: the default image). */
   root?: string;
+  /** The disk image the root is on (`image: { disk }`). */
+  rootDisk?: RootDisk;
   imageDigest?: string;
 };
 

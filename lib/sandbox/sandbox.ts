@@ -30,6 +30,7 @@ import { execPayload, MAX_FRAME, type ExecRequest } from "./protocol.js";
 import { createSocketDir, type SocketDir } from "./socket-dir.js";
 import { SandboxFs } from "../fs/sandbox-fs.js";
 import { holdImage, pullImage } from "../images/cache.js";
+import { resolveDiskImage } from "../images/disk.js";
 import { resolveNetwork, type NetworkOption } from "../network/policy.js";
 import { connectGuestPort, resolvePorts, type PortSpec, type PublishedPort } from "../network/ports.js";
 import { VirtualMachine } from "../vm/vm.js";
@@ -131,6 +132,7 @@ export class Sandbox extends EventEmitter {
         // copy-on-write root over it (overlayfs, tmpfs upper).
         rootPath: options.root,
         rootReadOnly: true,
+        rootDisk: options.rootDisk,
         command: [],
         agentSocketPath: this.#socketDir.socketPath,
         agentFsSocketPath: this.#socketDir.fsSocketPath,
@@ -181,6 +183,8 @@ export class Sandbox extends EventEmitter {
       if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory())
         throw new ConfigError("image.dir", `image.dir: root folder ${dir} does not exist`);
       resolved.root = dir;
+    } else if (image && typeof image === "object" && "disk" in image) {
+      resolved.rootDisk = resolveDiskImage(image);
     } else if (image) {
       // An OCI image: its config's Env, WorkingDir and User become defaults.
       const { ref, ...pull } = typeof image === "string" ? { ref: image } : image;

@@ -45,6 +45,7 @@
 #include "agent/forward.h"
 #include "agent/network.h"
 #include "agent/process.h"
+#include "agent/root.h"
 #include "agent/vsock.h"
 #include "common/agent_ports.h"
 #include "common/guest_config.h"
@@ -53,27 +54,12 @@ namespace agent {
 namespace {
 
 using krunbox::GuestConfig;
-using krunbox::GuestMount;
 using krunbox::kControlPort;
 using krunbox::kExecPort;
 using krunbox::kFsPort;
 using krunbox::kForwardPort;
 
 constexpr int kStopGraceMs = 3000;
-
-// `list` names modules in dependency order (scripts/build-runtime.mjs).
-void LoadModules(const char* list) {
-  std::ifstream order(list);
-  std::string name;
-  while (std::getline(order, name)) {
-    if (name.empty()) continue;
-    const std::string path = "/lib/modules/" + name;
-    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) Fail("open " + path);
-    if (syscall(SYS_finit_module, fd, "", 0) != 0 && errno != EEXIST) Fail("load module " + name);
-    close(fd);
-  }
-}
 
 int DialHost(uint32_t port) {
   // The virtio-vsock device may still be probing right after module load.
@@ -91,46 +77,6 @@ GuestConfig ReadConfig() {
   std::stringstream text;
   text << in.rdbuf();
   return krunbox::GuestConfigFromJson(text.str());
-}
-
-void BuildRoot(const GuestConfig& cfg) {
-  const std::string tree = kTreeDir;
-  MkdirP(kNewRoot);
-  if (cfg.rootReadOnly) {
-    // The host folder stays untouched: writes land in a tmpfs upper layer.
-    // virtio-fs submounts are automount points, which overlayfs refuses as
-    // a layer; a bind mount resolves it to the mounted root.
-    const std::string work = kWorkDir;
-    MkdirP(work + "/lower");
-    Mount((tree + "/root").c_str(), work + "/lower", nullptr, MS_BIND | MS_REC, nullptr);
-    MkdirP(work + "/overlay");
-    Mount("tmpfs", work + "/overlay", "tmpfs", 0, "mode=0755");
-    MkdirP(work + "/overlay/upper");
-    MkdirP(work + "/overlay/work");
-    const std::string opts =
-        "lowerdir=" + work + "/lower,upperdir=" + work + "/overlay/upper,workdir=" + work + "/overlay/work";
-    Mount("overlay", kNewRoot, "overlay", 0, opts.c_str());
-  } else {
-    Mount((tree + "/root").c_str(), kNewRoot, nullptr, MS_BIND | MS_REC, nullptr);
-  }
-  for (const GuestMount& m : cfg.mounts) {
-    const std::string target = std::string(kNewRoot) + m.target;
-    MkdirP(target);
-    if (m.kind == GuestMount::Kind::Tmpfs) {
-      const std::string opts = "mode=1777,size=" + std::to_string(m.sizeMiB) + "m";
-      Mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str());
-      continue;
-    }
-    Mount((tree + "/" + m.source).c_str(), target, nullptr, MS_BIND | MS_REC, nullptr);
-    if (m.readOnly)
-      Mount(nullptr, target, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr);
-  }
-  for (const char* d : {"/proc", "/sys", "/dev"}) MkdirP(std::string(kNewRoot) + d);
-  Mount("proc", std::string(kNewRoot) + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
-  Mount("sysfs", std::string(kNewRoot) + "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
-  Mount("devtmpfs", std::string(kNewRoot) + "/dev", "devtmpfs", MS_NOSUID, nullptr);
-  MkdirP(std::string(kNewRoot) + "/tmp");
-  Mount("tmpfs", std::string(kNewRoot) + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
 }
 
 // The one event loop of PID 1: reaps every child (orphans re-parent to us),
@@ -250,7 +196,7 @@ ExecSpec CommandSpec(const GuestConfig& cfg) {
       if (pid1) LoadModules("/lib/modules/order.net");
       ConfigureEthernet(*cfg.network);
     }
-    BuildRoot(cfg);
+    BuildRoot(cfg, pid1);
     if (cfg.network) ProvideResolvConf(*cfg.network, kNewRoot, cfg.rootReadOnly);
     ExecServer execs(kExecPort);
     FsServer files(kFsPort);

@@ -1,11 +1,14 @@
 #include "agent/setup.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <sstream>
 
 namespace agent {
@@ -31,6 +34,20 @@ void MkdirP(const std::string& path) {
 void Mount(const char* src, const std::string& target, const char* type, unsigned long flags, const char* data) {
   if (mount(src, target.c_str(), type, flags, data) != 0)
     Fail(std::string("mount ") + (type ? type : "bind") + " at " + target);
+}
+
+// `list` names modules in dependency order (scripts/build-runtime.mjs).
+void LoadModules(const char* list) {
+  std::ifstream order(list);
+  std::string name;
+  while (std::getline(order, name)) {
+    if (name.empty()) continue;
+    const std::string path = "/lib/modules/" + name;
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) Fail("open " + path);
+    if (syscall(SYS_finit_module, fd, "", 0) != 0 && errno != EEXIST) Fail("load module " + name);
+    close(fd);
+  }
 }
 
 }  // namespace agent

@@ -26,5 +26,7 @@ void Log(const std::string& msg);
 using krunbox::WriteAll;
 void MkdirP(const std::string& path);
 void Mount(const char* src, const std::string& target, const char* type, unsigned long flags, const char* data);
+// Loads the modules that `list` names (one a line, in dependency order).
+void LoadModules(const char* list);
 
 }  // namespace agent

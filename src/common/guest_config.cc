@@ -8,6 +8,10 @@ namespace krunbox {
 
 using nlohmann::json;
 
+namespace {
+const char* const kRootSources[] = {"tree", "share", "disk"};
+}  // namespace
+
 std::string GuestConfigToJson(const GuestConfig& c) {
   json mounts = json::array();
   for (const GuestMount& m : c.mounts) {
@@ -26,6 +30,8 @@ std::string GuestConfigToJson(const GuestConfig& c) {
               {"env", c.env},
               {"workdir", c.workdir},
               {"rootReadOnly", c.rootReadOnly},
+              {"rootSource", kRootSources[static_cast<int>(c.rootSource)]},
+              {"rootPartition", c.rootPartition},
               {"mounts", mounts},
               {"network", network}}
       .dump();
@@ -39,6 +45,12 @@ GuestConfig GuestConfigFromJson(const std::string& text) {
     c.env = j.at("env").get<std::vector<std::string>>();
     c.workdir = j.at("workdir").get<std::string>();
     c.rootReadOnly = j.at("rootReadOnly").get<bool>();
+    const std::string source = j.at("rootSource").get<std::string>();
+    int index = 0;
+    while (index < 3 && source != kRootSources[index]) index++;
+    if (index == 3) throw std::runtime_error("unknown root source \"" + source + "\"");
+    c.rootSource = static_cast<RootSource>(index);
+    c.rootPartition = j.at("rootPartition").get<uint32_t>();
     for (const json& m : j.at("mounts")) {
       GuestMount mount;
       const std::string type = m.at("type").get<std::string>();

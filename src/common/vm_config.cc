@@ -240,6 +240,20 @@ VmConfig VmConfigFromJson(const json& j) {
   c.rootPath = r.RequiredString("rootPath");
   RequireDir("rootPath", c.rootPath);
   c.rootReadOnly = r.Bool("rootReadOnly", false);
+  if (r.Has("rootDisk")) {
+    Reader d(r.Object("rootDisk"), "rootDisk");
+    RootDisk disk;
+    disk.path = d.RequiredString("path");
+    RequireAbsolute(d.Field("path"), disk.path);
+    RequireFile(d.Field("path"), disk.path, "give the path of a raw or qcow2 disk image");
+    disk.format = d.RequiredString("format");
+    if (disk.format != "raw" && disk.format != "qcow2")
+      throw ConfigError(d.Field("format"), "must be \"raw\" or \"qcow2\" (got \"" + disk.format + "\")");
+    disk.partition = d.Has("partition") ? d.Uint("partition", 0, 128) : 0;
+    d.RejectUnknown();
+    c.rootDisk = disk;
+    c.rootReadOnly = true;  // the image is never written; the guest gets an overlay
+  }
 
   std::set<std::string> guestPaths;
   const json& shares = r.Array("shares", kMaxShares);
@@ -371,6 +385,9 @@ json VmConfigToJson(const VmConfig& c) {
       {"cpus", c.cpus},             {"memoryMiB", c.memoryMiB},
       {"bootTimeoutMs", c.bootTimeoutMs},
       {"rootPath", c.rootPath},     {"rootReadOnly", c.rootReadOnly},
+      {"rootDisk", c.rootDisk ? json{{"path", c.rootDisk->path}, {"format", c.rootDisk->format},
+                                     {"partition", c.rootDisk->partition}}
+                              : json(nullptr)},
       {"shares", shares},           {"tmpfs", tmpfs},
       {"vsock", vsock},
       {"command", c.command},       {"env", c.env},

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -37,6 +38,15 @@ struct VsockPort {
   uint32_t port = 0;
   std::string socketPath;
   bool listen = false;
+};
+
+// A disk image whose file system becomes the guest's root. The VM opens it
+// read-only; the guest writes to a copy-on-write layer over it.
+struct RootDisk {
+  std::string path;        // a regular file
+  std::string format;      // "raw" | "qcow2"
+  uint32_t partition = 0;  // 0: the whole disk's file system, else the first partition
+                           // holding a root (one with /etc); N: partition N
 };
 
 enum class Accel { Auto, Kvm, Tcg };
@@ -74,8 +84,10 @@ struct VmConfig {
   Accel accel = Accel::Auto;      // qemu only; libkrun always uses KVM/HVF
   uint32_t cpus = 0;
   uint32_t memoryMiB = 0;
-  std::string rootPath;           // host folder that becomes the guest's /
+  std::string rootPath;           // host folder that becomes the guest's / (with
+                                  // rootDisk: libkrun's own root, which holds the agent)
   bool rootReadOnly = false;
+  std::optional<RootDisk> rootDisk;  // the root is a disk image's file system
   std::vector<Share> shares;
   std::vector<TmpfsMount> tmpfs;
   std::vector<VsockPort> vsock;

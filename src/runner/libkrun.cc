@@ -38,9 +38,13 @@ struct KrunApi {
   int32_t (*set_workdir)(uint32_t, const char*);
   int32_t (*set_console_output)(uint32_t, const char*);
   int32_t (*start_enter)(uint32_t);
-  // Only for VMs with a network (newer libkrun).
+  // Only for VMs with a network, or a disk image root (newer libkrun).
   int32_t (*add_net_unixstream)(uint32_t, const char*, int, uint8_t*, uint32_t, uint32_t);
+  int32_t (*add_disk2)(uint32_t, const char*, const char*, uint32_t, bool);
 };
+
+// krun_add_disk2's disk_format values (libkrun.h).
+constexpr uint32_t kKrunDiskFormatRaw = 0, kKrunDiskFormatQcow2 = 1;
 
 const char* const kInstallHint =
     "install libkrun (Fedora: dnf install libkrun; Debian/Ubuntu: apt-get install libkrun1; "
@@ -69,6 +73,7 @@ KrunApi LoadLibkrun(const std::string& override) {
   sym(api.set_console_output, "krun_set_console_output");
   sym(api.start_enter, "krun_start_enter");
   api.add_net_unixstream = reinterpret_cast<decltype(api.add_net_unixstream)>(dlsym(lib, "krun_add_net_unixstream"));
+  api.add_disk2 = reinterpret_cast<decltype(api.add_disk2)>(dlsym(lib, "krun_add_disk2"));
   return api;
 }
 
@@ -144,7 +149,7 @@ class LibkrunBackend : public Backend {
       ~Folder() { UnmountSharedTree(tree); }  // before RunDir removes the folder
     } folder;
     const std::string& tree = folder.tree;
-    BuildSharedTree(c, tree);
+    BuildSharedTree(c, tree, c.rootDisk ? RootSource::Disk : RootSource::Tree);
     const std::string controlPath = folder.dir.path() + "/ctl.sock";
     // Never destroyed, like the control thread: both run until the process ends.
     net::NetService& net = *new net::NetService(c, ctx.events);
@@ -157,6 +162,16 @@ class LibkrunBackend : public Backend {
     if (c.rootReadOnly) Check(krun.add_virtiofs3(ctxId, "/dev/root", c.rootPath.c_str(), 0, true), "krun_add_virtiofs3");
     else Check(krun.set_root(ctxId, c.rootPath.c_str()), "krun_set_root");
     Check(krun.add_virtiofs3(ctxId, "krunbox", tree.c_str(), 0, false), "krun_add_virtiofs3");
+    if (c.rootDisk) {
+      // The guest's /dev/vda, opened read-only (the agent overlays it), in
+      // the format the user gave: libkrun never probes it.
+      if (!krun.add_disk2)
+        throw RunnerError("LIBKRUN_TOO_OLD", "this libkrun has no krun_add_disk2, which a disk image root needs; "
+                                             "install a newer libkrun (" + std::string(kInstallHint) + ")");
+      Check(krun.add_disk2(ctxId, "root", c.rootDisk->path.c_str(),
+                           c.rootDisk->format == "qcow2" ? kKrunDiskFormatQcow2 : kKrunDiskFormatRaw, true),
+            "krun_add_disk2");
+    }
     // No TSI: without this libkrun would give the guest the host's network.
     Check(krun.disable_implicit_vsock(ctxId), "krun_disable_implicit_vsock");
     Check(krun.add_vsock(ctxId, 0), "krun_add_vsock");

@@ -122,17 +122,20 @@ RunDir::RunDir() {
 
 RunDir::~RunDir() { RemoveTreeAt(AT_FDCWD, path_.c_str(), true); }
 
-void BuildSharedTree(const VmConfig& config, const std::string& dir) {
+void BuildSharedTree(const VmConfig& config, const std::string& dir, RootSource root) {
   EnterMountNamespace();
   MakeDir(dir);
   if (mount("krunbox", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=4m") != 0)
     ThrowErrno("SETUP_FAILED", "mount tmpfs at " + dir);
   {
     Fd fd(open((dir + "/config.json").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-    if (!fd.valid() || !WriteAll(fd.get(), GuestConfigToJson(GuestConfigFor(config)))) ThrowErrno("SETUP_FAILED", "write guest config");
+    if (!fd.valid() || !WriteAll(fd.get(), GuestConfigToJson(GuestConfigFor(config, root))))
+      ThrowErrno("SETUP_FAILED", "write guest config");
   }
-  MakeDir(dir + "/root");
-  BindInto(config.rootPath, dir + "/root", config.rootReadOnly);
+  if (root == RootSource::Tree) {
+    MakeDir(dir + "/root");
+    BindInto(config.rootPath, dir + "/root", config.rootReadOnly);
+  }
   MakeDir(dir + "/shares");
   for (size_t i = 0; i < config.shares.size(); i++) {
     const std::string target = dir + "/shares/" + std::to_string(i);
@@ -146,10 +149,17 @@ void BuildSharedTree(const VmConfig& config, const std::string& dir) {
     ThrowErrno("SETUP_FAILED", "make " + dir + " read-only");
 }
 
+void BindRootShare(const VmConfig& config, const std::string& dir) {
+  MakeDir(dir);
+  BindInto(config.rootPath, dir, true);
+}
+
 void UnmountSharedTree(const std::string& dir) { umount2(dir.c_str(), MNT_DETACH); }
 
-GuestConfig GuestConfigFor(const VmConfig& config) {
+GuestConfig GuestConfigFor(const VmConfig& config, RootSource root) {
   GuestConfig g;
+  g.rootSource = root;
+  g.rootPartition = config.rootDisk ? config.rootDisk->partition : 0;
   g.command = config.command;
   g.env = config.env;
   g.workdir = config.workdir;

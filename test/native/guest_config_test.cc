@@ -14,6 +14,8 @@ TEST_CASE("GuestConfig survives a JSON round trip") {
   c.env = {"A=1", "B=two words"};
   c.workdir = "/work";
   c.rootReadOnly = true;
+  c.rootSource = RootSource::Disk;
+  c.rootPartition = 3;
   c.mounts.push_back({GuestMount::Kind::Share, "shares/0", "/data", true, 0});
   c.mounts.push_back({GuestMount::Kind::Tmpfs, "", "/scratch", false, 100});
 
@@ -22,6 +24,8 @@ TEST_CASE("GuestConfig survives a JSON round trip") {
   CHECK(back.env == c.env);
   CHECK(back.workdir == "/work");
   CHECK(back.rootReadOnly);
+  CHECK(back.rootSource == RootSource::Disk);
+  CHECK(back.rootPartition == 3);
   REQUIRE(back.mounts.size() == 2);
   CHECK(back.mounts[0].kind == GuestMount::Kind::Share);
   CHECK(back.mounts[0].source == "shares/0");
@@ -48,7 +52,10 @@ TEST_CASE("the runner gives the guest each share and tmpfs in order") {
   vm.rootReadOnly = true;
   vm.shares = {{"/srv/a", "/a", false}, {"/srv/b", "/b", true}};
   vm.tmpfs = {{"/t", 8}};
-  const GuestConfig g = GuestConfigFor(vm);
+  vm.rootDisk = RootDisk{"/img/root.raw", "raw", 2};
+  const GuestConfig g = GuestConfigFor(vm, RootSource::Disk);
+  CHECK(g.rootSource == RootSource::Disk);
+  CHECK(g.rootPartition == 2);
   REQUIRE(g.mounts.size() == 3);
   CHECK(g.mounts[0].source == "shares/0");
   CHECK(g.mounts[1].source == "shares/1");
