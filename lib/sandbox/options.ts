@@ -9,7 +9,7 @@ import { volumesSchema, type VolumeSpec } from "../volumes/spec.js";
 import { networkSchema, type NetworkOption } from "../network/policy.js";
 import type { VmNetwork } from "../vm/options.js";
 import { portsSchema, type PortSpec } from "../network/ports.js";
-const envRecord = z.record(
+export const envRecord = z.record(
   z.string().regex(/^[^=\0]+$/, "names must be non-empty and contain no '=' or NUL"),
   z.string().refine((v) => !v.includes("\0"), "values must not contain NUL"),
 );

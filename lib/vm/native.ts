@@ -8,6 +8,7 @@ export interface NativeVm {
   stop(graceMs: number): void;
   /** onConnect's answer to a "connect-request" event. */
   verdict(id: number, allowed: boolean): void;
+  attach(id: number, spec: string): void;
   readonly pid: number | null;
 }
 

@@ -21,6 +21,11 @@ import { accelCachePath, defaultImage, qemuPrograms, runtimePaths } from "./runt
 
 export type { ShareOptions, VmOptions, VsockPortOptions } from "./options.js";
 
+/** What can be attached to a running VM: a host folder, or a tmpfs. */
+export type VmAttachment =
+  | { hostPath: string; guestPath: string; readOnly: boolean }
+  | { tmpfs: { guestPath: string; sizeMiB: number } };
+
 export interface VmExit {
   /** The command's exit code, or null if a signal ended it (or it never ran). */
   code: number | null;
@@ -114,6 +119,8 @@ export class VirtualMachine extends EventEmitter {
   #native: NativeVm;
   #backend: string;
   #result: VmExit | KrunboxError | undefined;
+  #attachments = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  #nextAttachment = 1;
 
   private constructor(options: VmOptions) {
     super();
@@ -154,6 +161,13 @@ export class VirtualMachine extends EventEmitter {
         case "connect-request":
           this.#askHost(options.network?.onConnect, ev);
           break;
+        case "attached": {
+          const pending = this.#attachments.get(Number(ev.id));
+          this.#attachments.delete(Number(ev.id));
+          if (typeof ev.error === "string") pending?.reject(new GuestSetupError(`cannot attach: ${ev.error}`, ""));
+          else pending?.resolve();
+          break;
+        }
         case "exit":
           this.#result = {
             code: typeof ev.code === "number" ? ev.code : null,
@@ -166,6 +180,8 @@ export class VirtualMachine extends EventEmitter {
           this.#result = errorFromRunner(ev);
           break;
         case "runner-exit": {
+          for (const pending of this.#attachments.values()) pending.reject(new VmmFailedError("the VM ended before the attachment was made"));
+          this.#attachments.clear();
           const result = this.#result ?? this.#resultFromRunnerExit(ev);
           if (result instanceof Error) {
             this.#setState("failed");
@@ -218,6 +234,20 @@ export class VirtualMachine extends EventEmitter {
       allowed = false;
     }
     this.#native.verdict(Number(ev.id), allowed);
+  }
+
+  /**
+   * Mounts a host folder (read-only enforced on the host, as for `shares`)
+   * or a tmpfs in the running guest. Rejects with GuestSetupError when the
+   * runner or the guest cannot, VmmFailedError when the VM ends first.
+   */
+  attach(attachment: VmAttachment): Promise<void> {
+    if (this.state !== "running") return Promise.reject(new VmmFailedError(`cannot attach to a VM that is ${this.state}`));
+    const id = this.#nextAttachment++;
+    return new Promise((resolve, reject) => {
+      this.#attachments.set(id, { resolve, reject });
+      this.#native.attach(id, JSON.stringify(attachment));
+    });
   }
 
   #setState(state: VmState) {

@@ -48,7 +48,7 @@ bool HighPipe(int fds[2]) {
 Napi::Object Vm::Init(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = DefineClass(env, "Vm",
                                     {InstanceMethod("start", &Vm::Start), InstanceMethod("stop", &Vm::Stop),
-                                     InstanceMethod("verdict", &Vm::Verdict),
+                                     InstanceMethod("verdict", &Vm::Verdict), InstanceMethod("attach", &Vm::Attach),
                                      InstanceAccessor("pid", &Vm::Pid, nullptr)});
   exports.Set("Vm", ctor);
   return exports;
@@ -170,6 +170,17 @@ Napi::Value Vm::Verdict(const Napi::CallbackInfo& info) {
   const int64_t id = info[0].As<Napi::Number>().Int64Value();
   const bool allowed = info[1].As<Napi::Boolean>().Value();
   WriteAll(controlFd_, "verdict " + std::to_string(id) + (allowed ? " 1\n" : " 0\n"));
+  return info.Env().Undefined();
+}
+
+// attach(id, json): mount a share or tmpfs in the running guest; the runner
+// answers with an "attached" event. Newlines cannot occur in JSON.stringify's output.
+Napi::Value Vm::Attach(const Napi::CallbackInfo& info) {
+  if (controlFd_ < 0 || info.Length() < 2 || !info[0].IsNumber() || !info[1].IsString()) return info.Env().Undefined();
+  const int64_t id = info[0].As<Napi::Number>().Int64Value();
+  const std::string spec = info[1].As<Napi::String>();
+  if (spec.find('\n') != std::string::npos) return info.Env().Undefined();
+  WriteAll(controlFd_, "attach " + std::to_string(id) + " " + spec + "\n");
   return info.Env().Undefined();
 }
 

@@ -79,6 +79,26 @@ GuestConfig ReadConfig() {
   return krunbox::GuestConfigFromJson(text.str());
 }
 
+// "mount <id> <json>" lines carry two paths.
+constexpr size_t kMaxControlLine = 16 << 10;
+
+// The host's "mount <id> <GuestMount JSON>" (a volume attached to the
+// running VM): mounts it in the workload's root; returns the answer line.
+std::string MountRequest(const std::string& request) {
+  const size_t space = request.find(' ');
+  const std::string id = request.substr(0, space);
+  try {
+    if (space == std::string::npos) throw SetupError("malformed mount request");
+    MountInRoot(krunbox::GuestMountFromJson(request.substr(space + 1)));
+    return "mounted " + id + "\n";
+  } catch (const std::exception& e) {
+    std::string why = e.what();
+    for (char& c : why)
+      if (c == '\n') c = ' ';
+    return "mount-failed " + id + " " + why + "\n";
+  }
+}
+
 // The one event loop of PID 1: reaps every child (orphans re-parent to us),
 // serves execs, and watches the host's control line. Returns the configured
 // command's wait status, or nullopt when there was none and the host asked
@@ -88,7 +108,7 @@ std::optional<int> Serve(ExecServer& execs, FsServer& files, ForwardServer& forw
   sigemptyset(&mask);
   sigaddset(&mask, SIGCHLD);
   const int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-  std::string line;
+  std::string buffer;
   bool stopping = false;
   std::optional<int> commandStatus;
   for (;;) {
@@ -117,21 +137,28 @@ std::optional<int> Serve(ExecServer& execs, FsServer& files, ForwardServer& forw
     while (read(sfd, &si, sizeof si) == sizeof si) {
     }
     if (control >= 0 && fds[1].revents) {
-      char chunk[256];
+      char chunk[4096];
       const ssize_t r = read(control, chunk, sizeof chunk);
       if (r <= 0) {
         close(control);  // the host side is gone; nothing to report to
         control = -1;
       } else {
-        line.append(chunk, static_cast<size_t>(r));
-        if (line.find("poweroff\n") != std::string::npos && !stopping) {
-          stopping = true;
-          // The command may not have made its process group yet.
-          if (command > 0) kill(command, SIGTERM), kill(-command, SIGTERM);
-          execs.KillAll(SIGTERM);
-          files.KillAll(SIGKILL);  // file workers hold nothing worth a grace period
+        buffer.append(chunk, static_cast<size_t>(r));
+        size_t nl;
+        while ((nl = buffer.find('\n')) != std::string::npos) {
+          const std::string line = buffer.substr(0, nl);
+          buffer.erase(0, nl + 1);
+          if (line == "poweroff" && !stopping) {
+            stopping = true;
+            // The command may not have made its process group yet.
+            if (command > 0) kill(command, SIGTERM), kill(-command, SIGTERM);
+            execs.KillAll(SIGTERM);
+            files.KillAll(SIGKILL);  // file workers hold nothing worth a grace period
+          } else if (line.rfind("mount ", 0) == 0 && !stopping) {
+            WriteAll(control, MountRequest(line.substr(6)));
+          }
         }
-        if (line.size() > 4096) line.clear();
+        if (buffer.size() > kMaxControlLine) buffer.clear();
       }
     }
     execs.Handle(fds);

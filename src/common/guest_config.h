@@ -47,6 +47,9 @@ struct GuestConfig {
 };
 
 std::string GuestConfigToJson(const GuestConfig& c);
+// One mount, as the runner asks the agent for it on a running VM ("mount <id> <json>").
+std::string GuestMountToJson(const GuestMount& m);
+GuestMount GuestMountFromJson(const std::string& text);
 // Throws std::runtime_error naming what is missing or malformed.
 GuestConfig GuestConfigFromJson(const std::string& text);
 

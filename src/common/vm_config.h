@@ -136,6 +136,10 @@ constexpr uint32_t kMaxPortForwards = 64;
 
 // Parses and validates; throws ConfigError naming the field.
 VmConfig VmConfigFromJson(const nlohmann::json& j);
+// One entry of "shares" / "tmpfs" (also what the addon attaches to a running
+// VM); `field` prefixes the names in errors.
+Share ShareFromJson(const nlohmann::json& j, const std::string& field);
+TmpfsMount TmpfsFromJson(const nlohmann::json& j, const std::string& field);
 nlohmann::json VmConfigToJson(const VmConfig& c);
 
 const char* AccelName(Accel a);

@@ -14,6 +14,7 @@
 
 #include "common/agent_ports.h"
 #include "runner/addon_control.h"
+#include "runner/attach.h"
 #include "runner/backend.h"
 #include "runner/control.h"
 #include "runner/net/guest_network.h"
@@ -85,8 +86,8 @@ void Check(int32_t rc, const char* call) {
 // control connection and the addon's control lines are served here.
 class ControlThread {
  public:
-  ControlThread(const std::string& path, RunContext& ctx, net::NetService& net)
-      : channel_(path), ctx_(ctx), net_(net), addon_(ctx.controlFd) {}
+  ControlThread(const std::string& path, const std::string& tree, RunContext& ctx, net::NetService& net)
+      : channel_(path), ctx_(ctx), net_(net), addon_(ctx.controlFd), attachments_(tree, ctx.events) {}
   void Start() {
     std::thread([this] { Loop(); }).detach();
   }
@@ -101,6 +102,7 @@ class ControlThread {
       channel_.AddPollFds(fds);
       poll(fds.data(), fds.size(), deadline < 0 ? -1 : static_cast<int>(std::max<int64_t>(0, deadline - NowMs())));
       channel_.Handle(fds, report);
+      attachments_.TakeReplies(report);
       if (report.ready && !ready) {
         ready = true;
         ctx_.events.Send({{"event", "ready"}});
@@ -111,6 +113,10 @@ class ControlThread {
         for (const AddonCommand& cmd : commands) {
           if (cmd.kind == AddonCommand::Kind::Verdict) {
             net_.Verdict(cmd.id, cmd.allowed);
+            continue;
+          }
+          if (cmd.kind == AddonCommand::Kind::Attach) {
+            attachments_.Request(cmd, channel_, ready && deadline < 0);
             continue;
           }
           // Ask the agent to power off; without it (or without time) end the VM now.
@@ -131,6 +137,7 @@ class ControlThread {
   RunContext& ctx_;
   net::NetService& net_;
   AddonControl addon_;
+  Attachments attachments_;
 };
 
 class LibkrunBackend : public Backend {
@@ -153,7 +160,7 @@ class LibkrunBackend : public Backend {
     const std::string controlPath = folder.dir.path() + "/ctl.sock";
     // Never destroyed, like the control thread: both run until the process ends.
     net::NetService& net = *new net::NetService(c, ctx.events);
-    ControlThread& control = *new ControlThread(controlPath, ctx, net);
+    ControlThread& control = *new ControlThread(controlPath, tree, ctx, net);
 
     const int32_t id = krun.create_ctx();
     Check(id, "krun_create_ctx");

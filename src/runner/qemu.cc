@@ -16,6 +16,7 @@
 
 #include "common/agent_ports.h"
 #include "runner/addon_control.h"
+#include "runner/attach.h"
 #include "runner/backend.h"
 #include "runner/console.h"
 #include "runner/control.h"
@@ -156,6 +157,7 @@ Attempt QemuBackend::Boot(RunContext& ctx, Accel accel, uint32_t readyTimeoutMs)
   guestLink.reset();
   ctx.events.Send({{"event", "booting"}, {"accel", AccelName(accel)}, {"pid", qemu}});
 
+  Attachments attachments(treeDir_, ctx.events);
   Attempt at;
   const int64_t readyDeadline = NowMs() + readyTimeoutMs;
   int64_t stopDeadline = -1;
@@ -197,6 +199,10 @@ Attempt QemuBackend::Boot(RunContext& ctx, Accel accel, uint32_t readyTimeoutMs)
           net_->Verdict(cmd.id, cmd.allowed);
           continue;
         }
+        if (cmd.kind == AddonCommand::Kind::Attach) {
+          attachments.Request(cmd, control, at.ready && !at.stopped);
+          continue;
+        }
         at.stopped = true;
         if (at.ready && cmd.graceMs > 0 && control.RequestPowerOff()) {
           if (stopDeadline < 0) stopDeadline = NowMs() + cmd.graceMs;
@@ -206,6 +212,7 @@ Attempt QemuBackend::Boot(RunContext& ctx, Accel accel, uint32_t readyTimeoutMs)
       }
     }
     control.Handle(fds, at.report);
+    attachments.TakeReplies(at.report);
     if (at.report.ready && !at.ready) {
       at.ready = true;
       ctx.events.Send({{"event", "ready"}});

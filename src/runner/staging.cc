@@ -43,6 +43,10 @@ void EnsureBase(const std::string& base) {
     throw RunnerError("SETUP_FAILED", base + " must be a folder owned by you with mode 0700; remove it and retry");
 }
 
+// Host-side folders beside the tree for shares attached later (AttachedShares).
+std::string AttachPoints(const std::string& tree) { return tree + "-attached"; }
+std::string AttachStaging(const std::string& tree) { return tree + "-staging"; }
+
 // A run folder whose lock nobody holds belongs to a runner that was killed.
 void SweepStale(const std::string& base) {
   DIR* d = opendir(base.c_str());
@@ -142,6 +146,15 @@ void BuildSharedTree(const VmConfig& config, const std::string& dir, RootSource 
     MakeDir(target);
     BindInto(config.shares[i].hostPath, target, config.shares[i].readOnly);
   }
+  // Mount points for shares attached while the VM runs: a read-only bind
+  // of a folder only the runner writes to (the guest can't create entries),
+  // made a shared mount so that mounts under it later propagate into the
+  // share server's own mount namespace (a slave of ours once it starts).
+  MakeDir(dir + "/attached");
+  MakeDir(AttachPoints(dir));
+  BindInto(AttachPoints(dir), dir + "/attached", true);
+  if (mount(nullptr, (dir + "/attached").c_str(), nullptr, MS_SHARED, nullptr) != 0)
+    ThrowErrno("SETUP_FAILED", "make " + dir + "/attached a shared mount");
   // The tree itself is read-only too: the guest can't rewrite its config.
   MountAttr attr{kAttrRdonly, 0, 0, 0};
   if (syscall(SYS_mount_setattr, AT_FDCWD, dir.c_str(), 0, &attr, sizeof attr) != 0 &&
@@ -155,6 +168,39 @@ void BindRootShare(const VmConfig& config, const std::string& dir) {
 }
 
 void UnmountSharedTree(const std::string& dir) { umount2(dir.c_str(), MNT_DETACH); }
+
+GuestMount AttachedShares::Add(const Share& share) {
+  const std::string n = std::to_string(next_++);
+  const std::string staging = AttachStaging(tree_), staged = staging + "/" + n;
+  const std::string point = AttachPoints(tree_) + "/" + n, target = tree_ + "/attached/" + n;
+  if (mkdir(staging.c_str(), 0700) != 0 && errno != EEXIST) ThrowErrno("SETUP_FAILED", "mkdir " + staging);
+  MakeDir(staged);
+  struct Unstage {
+    std::string path;
+    ~Unstage() {
+      umount2(path.c_str(), MNT_DETACH);
+      rmdir(path.c_str());
+    }
+  } unstage{staged};
+  // Read-only, nosuid and nodev are set here, out of the share server's
+  // sight: the copy that propagates to it is made with them (mount
+  // attributes set later would not propagate).
+  BindInto(share.hostPath, staged, share.readOnly);
+  MakeDir(point);
+  if (mount(staged.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+    const int err = errno;
+    rmdir(point.c_str());
+    errno = err;
+    ThrowErrno("SETUP_FAILED", "bind " + share.hostPath);
+  }
+  GuestMount m;
+  m.source = "attached/" + n;
+  m.target = share.guestPath;
+  m.readOnly = share.readOnly;
+  return m;
+}
+
+void AttachedShares::Remove(const GuestMount& m) { umount2((tree_ + "/" + m.source).c_str(), MNT_DETACH); }
 
 GuestConfig GuestConfigFor(const VmConfig& config, RootSource root) {
   GuestConfig g;

@@ -41,6 +41,24 @@ void BuildSharedTree(const VmConfig& config, const std::string& dir, RootSource 
 // caching for folders the host may change.
 void BindRootShare(const VmConfig& config, const std::string& dir);
 
+// Shares attached to a running VM (a warm pool's sandbox gets its volumes
+// when it is handed out). Each is bind-mounted at attached/<n> in the tree
+// built by BuildSharedTree, in the runner's namespace, from where the mount
+// propagates into the share server's: read-only ones are read-only (and all
+// nosuid, nodev) there as well.
+class AttachedShares {
+ public:
+  explicit AttachedShares(std::string treeDir) : tree_(std::move(treeDir)) {}
+  // Mounts `share` into the tree; returns what the agent is to mount. Throws RunnerError.
+  GuestMount Add(const Share& share);
+  // Takes a share back out (the guest could not mount it).
+  void Remove(const GuestMount& m);
+
+ private:
+  std::string tree_;
+  uint64_t next_ = 0;
+};
+
 // Detaches the tree (it lives only in the runner's namespace anyway).
 void UnmountSharedTree(const std::string& dir);
 
