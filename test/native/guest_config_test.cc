@@ -65,3 +65,16 @@ TEST_CASE("the runner gives the guest each share and tmpfs in order") {
   CHECK(g.command == vm.command);
   CHECK(g.rootReadOnly);
 }
+
+TEST_CASE("a mount attached later survives the trip to the agent") {
+  const GuestMount share = GuestMountFromJson(GuestMountToJson({GuestMount::Kind::Share, "attached/3", "/data", true, 0}));
+  CHECK(share.kind == GuestMount::Kind::Share);
+  CHECK(share.source == "attached/3");
+  CHECK(share.target == "/data");
+  CHECK(share.readOnly);
+  const GuestMount tmpfs = GuestMountFromJson(GuestMountToJson({GuestMount::Kind::Tmpfs, "", "/t", false, 9}));
+  CHECK(tmpfs.kind == GuestMount::Kind::Tmpfs);
+  CHECK(tmpfs.sizeMiB == 9);
+  CHECK_THROWS_AS(GuestMountFromJson(R"({"type":"nfs","target":"/x"})"), std::runtime_error);
+  CHECK_THROWS_AS(GuestMountFromJson("{"), std::runtime_error);
+}
