@@ -218,6 +218,9 @@ ExecSpec CommandSpec(const GuestConfig& cfg) {
     MkdirP(kTreeDir);
     // Read-write: the host decides what is read-only, per share.
     Mount("krunbox", kTreeDir, "virtiofs", 0, nullptr);
+    // Volumes are read in FUSE requests of at most 1 MiB: a deep readahead
+    // keeps several in flight (sequential reads about 1.5x faster).
+    SetReadAheadKb(kTreeDir, 4096);
     const GuestConfig cfg = ReadConfig();
     if (cfg.network) {
       if (pid1) LoadModules("/lib/modules/order.net");
