@@ -3,7 +3,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { qemuPrograms, runtimePaths } from "../dist/vm/runtime.js";
+import { bootKernel, qemuPrograms, runtimePaths } from "../dist/vm/runtime.js";
 
 export function stats(samples) {
   const s = [...samples].sort((a, b) => a - b);
@@ -20,7 +20,8 @@ export const fmt = (x, digits = 0) => x.toFixed(digits).padStart(8);
  * Returns one wall-clock sample (ms) per run.
  */
 export function bareQemuBoots(runs, accel) {
-  const { kernel, initrd } = runtimePaths();
+  const { initrd } = runtimePaths();
+  const kernel = bootKernel();
   const { qemuPath } = qemuPrograms();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "krunbox-bench-"));
   try {

@@ -4,7 +4,10 @@
 //     krunbox-runner   one process per VM
 //     virtiofsd        the share server (Rust virtiofsd, scripts/build-virtiofsd.mjs)
 //     vhost-device-vsock  the vsock device (Debian sid's binary)
-//     vmlinuz          Debian's cloud kernel
+//     vmlinux.gz       Debian's cloud kernel, uncompressed from its bzImage
+//                      (QEMU starts it at its PVH entry point: no
+//                      decompression at every boot) and gzipped (lib/vm/
+//                      runtime.ts unpacks it into ~/.krunbox on first use)
 //     initramfs.cpio   /init = krunbox-agent, plus the virtio-mmio,
 //                      virtio-fs, vsock and overlay modules and their order,
 //                      virtio-net's (loaded only when the VM has a network)
@@ -19,6 +22,7 @@ import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
+import zlib from "node:zlib";
 import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -91,6 +95,35 @@ const order = moduleOrder(wantedModules);
 const netOrder = moduleOrder(networkModules);
 const diskOrder = moduleOrder(diskModules);
 
+// The vmlinux inside a bzImage: its setup header (boot protocol 2.08+) says
+// where the compressed payload lies; its magic says how it was compressed.
+// Kbuild ends lz4, xz and zstd payloads with the uncompressed size (gzip
+// carries its own).
+function vmlinuxOf(bzImage) {
+  const b = fs.readFileSync(bzImage);
+  if (b.toString("latin1", 0x202, 0x206) !== "HdrS" || b.readUInt16LE(0x206) < 0x208) fail(`${bzImage} is not a bzImage of boot protocol 2.08 or newer`);
+  const start = ((b[0x1f1] || 4) + 1) * 512 + b.readUInt32LE(0x248);
+  const payload = b.subarray(start, start + b.readUInt32LE(0x24c));
+  const tools = [
+    ["02214c18", ["lz4", "-dc"], "lz4"],
+    ["fd377a585a00", ["xz", "-dc"], "xz-utils"],
+    ["28b52ffd", ["zstd", "-dcq"], "zstd"],
+  ];
+  let elf;
+  if (payload.subarray(0, 2).toString("hex") === "1f8b") elf = zlib.gunzipSync(payload);
+  for (const [magic, [cmd, ...args], pkg] of tools) {
+    if (elf || !payload.subarray(0, magic.length / 2).equals(Buffer.from(magic, "hex"))) continue;
+    try {
+      elf = execFileSync(cmd, args, { input: payload.subarray(0, -4), maxBuffer: 1 << 30 });
+    } catch (err) {
+      fail(`cannot decompress the kernel with ${cmd} (${err.message.split("\n")[0]}): apt-get install ${pkg}`);
+    }
+    if (elf.length !== payload.readUInt32LE(payload.length - 4)) fail(`the kernel in ${bzImage} decompressed to an unexpected size`);
+  }
+  if (!elf || elf.toString("latin1", 0, 4) !== "\x7fELF") fail(`no vmlinux found in ${bzImage}`);
+  return elf;
+}
+
 const tmp = `${out}.tmp-${process.pid}`;
 fs.rmSync(tmp, { recursive: true, force: true });
 fs.mkdirSync(tmp, { recursive: true });
@@ -118,7 +151,8 @@ const cpio = execFileSync("cpio", ["--quiet", "-o", "-H", "newc", "--reproducibl
 fs.writeFileSync(path.join(tmp, "initramfs.cpio"), cpio);
 fs.rmSync(stage, { recursive: true });
 
-install(kernel, "vmlinuz");
+const vmlinuxGz = zlib.gzipSync(vmlinuxOf(kernel), { level: 9 });
+fs.writeFileSync(path.join(tmp, "vmlinux.gz"), vmlinuxGz);
 install(path.join(built, "krunbox-runner"), "krunbox-runner", 0o755);
 install(path.join(built, "krunbox-agent"), "krunbox-agent", 0o755);
 install(busybox, "busybox", 0o755);
@@ -153,7 +187,13 @@ fs.writeFileSync(
   JSON.stringify(
     {
       krunbox: pkg.version,
-      kernel: { release, package: `linux-image-${release}`, source: "Debian source package linux" },
+      kernel: {
+        release,
+        package: `linux-image-${release}`,
+        source: "Debian source package linux",
+        // Names the unpacked copy in ~/.krunbox/kernels.
+        id: createHash("sha256").update(vmlinuxGz).digest("hex").slice(0, 16),
+      },
       busybox: dpkgVersion("busybox-static"),
       virtiofsd: virtiofsdVersion,
       "vhost-device-vsock": `${vsockVersion} (Debian sid's vhost-device-vsock)`,
@@ -187,7 +227,8 @@ fs.cpSync(path.join(virtiofsdDir, "licenses"), path.join(licenses, "virtiofsd"),
 fs.writeFileSync(
   path.join(licenses, "README"),
   `What this runtime folder bundles, and where its source is:
-- vmlinuz and the kernel modules in initramfs.cpio: Linux ${release}, GPL-2.0
+- vmlinux.gz (the kernel image of Debian's vmlinuz, uncompressed and
+  gzipped) and the kernel modules in initramfs.cpio: Linux ${release}, GPL-2.0
   (GPL-2.0.txt, linux-kernel.copyright), the binary of Debian's package
   linux-image-${release}. Source: Debian's source package "linux" of the
   same version (apt-get source linux).

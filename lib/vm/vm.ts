@@ -17,7 +17,7 @@ import { loadNative, type NativeVm } from "./native.js";
 import { vmOptionsSchema, type VmOptions } from "./options.js";
 import { parseOptions } from "../validate.js";
 import { VM_DEFAULTS } from "./defaults.js";
-import { accelCachePath, defaultImage, qemuPrograms, runtimePaths } from "./runtime.js";
+import { accelCachePath, bootKernel, defaultImage, qemuPrograms, runtimePaths } from "./runtime.js";
 
 export type { ShareOptions, VmOptions, VsockPortOptions } from "./options.js";
 
@@ -87,7 +87,7 @@ function nativeConfig(options: VmOptions): object {
       ? { enabled: true, allow: options.network.allow, deny: options.network.deny, hosts: options.network.hosts, askHost: !!options.network.onConnect }
       : { enabled: false },
     ...(backend === "qemu"
-      ? { kernelPath: paths.kernel, initrdPath: paths.initrd, accelCachePath: accelCachePath(), ...qemuPrograms() }
+      ? { kernelPath: bootKernel(), initrdPath: paths.initrd, accelCachePath: accelCachePath(), ...qemuPrograms() }
       : {}),
   };
 }
