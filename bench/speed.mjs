@@ -12,7 +12,7 @@ import os from "node:os";
 import path from "node:path";
 import { Sandbox, VirtualMachine } from "../dist/index.js";
 import { packageRoot } from "../dist/vm/runtime.js";
-import { bareQemuBoots, stats } from "./common.mjs";
+import { bareQemuBoots, coldStarts, stats } from "./common.mjs";
 
 const runs = Number(process.argv[2] ?? 5);
 const median = (xs) => stats(xs).median;
@@ -158,19 +158,10 @@ if (fs.existsSync(pythonRoot)) {
   console.error(`volume first read ${first.toFixed(0)} MiB/s`);
 }
 
-// --- row 5: cold start (the stop is not part of the figure)
+// --- row 5: cold start
 {
-  const starts = [];
-  let accel;
-  for (let i = 0; i < runs; i++) {
-    const t = performance.now();
-    const sb = await Sandbox.create();
-    await sb.exec("true");
-    starts.push(performance.now() - t);
-    accel = sb.accel;
-    await sb.stop();
-  }
-  row("cold start: Sandbox.create -> first exec result", median(starts), median(bareQemuBoots(runs, accel)), "ms", "<= 1.15x");
+  const { samples, accel } = await coldStarts(runs);
+  row("cold start: Sandbox.create -> first exec result", median(samples), median(bareQemuBoots(runs, accel)), "ms", "<= 1.15x");
 }
 
 // --- row 6: a ready sandbox from a warm pool

@@ -122,6 +122,17 @@ describe("one sandbox", () => {
   });
 });
 
+// A root folder with busybox as /bin/sh and a /marker holding "image".
+function busyboxRoot(): string {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "krunbox-root-"));
+  fs.mkdirSync(path.join(root, "bin"));
+  fs.copyFileSync(path.join(runtimePaths().dir, "busybox"), path.join(root, "bin/busybox"));
+  fs.chmodSync(path.join(root, "bin/busybox"), 0o755);
+  fs.symlinkSync("busybox", path.join(root, "bin/sh"));
+  fs.writeFileSync(path.join(root, "marker"), "image");
+  return root;
+}
+
 describe("sandbox lifecycle", () => {
   it("isolates the roots of two sandboxes", async () => {
     await using a = await Sandbox.create();
@@ -161,12 +172,7 @@ describe("sandbox lifecycle", () => {
   });
 
   it("runs on a local root folder, copy-on-write", async () => {
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), "krunbox-root-"));
-    fs.mkdirSync(path.join(root, "bin"));
-    fs.copyFileSync(path.join(runtimePaths().dir, "busybox"), path.join(root, "bin/busybox"));
-    fs.chmodSync(path.join(root, "bin/busybox"), 0o755);
-    fs.symlinkSync("busybox", path.join(root, "bin/sh"));
-    fs.writeFileSync(path.join(root, "marker"), "image");
+    const root = busyboxRoot();
     const before = fs.readdirSync(root).sort();
     await using sb = await Sandbox.create({ image: { dir: root } });
     const r = await sb.exec("/bin/sh", ["-c", "/bin/busybox cat /marker; echo changed > /marker; /bin/busybox cat /marker"]);
@@ -180,12 +186,7 @@ describe("sandbox lifecycle", () => {
   // The image root has a share server of its own that lets the guest cache
   // it: it must still refuse writes on the host, whatever guest root does.
   it("keeps a cached image root read-only on the host against guest root", async () => {
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), "krunbox-root-"));
-    fs.mkdirSync(path.join(root, "bin"));
-    fs.copyFileSync(path.join(runtimePaths().dir, "busybox"), path.join(root, "bin/busybox"));
-    fs.chmodSync(path.join(root, "bin/busybox"), 0o755);
-    fs.symlinkSync("busybox", path.join(root, "bin/sh"));
-    fs.writeFileSync(path.join(root, "marker"), "image");
+    const root = busyboxRoot();
     const before = fs.readdirSync(root).sort();
     await using sb = await Sandbox.create({ image: { dir: root } });
     const attempts = [
