@@ -2,8 +2,8 @@
 // sandboxes (read-only held on the host), close, errors, no leaks.
 import fs from "node:fs";
 import path from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
-import { ConfigError, GuestSetupError, Sandbox, SandboxStoppedError, Volume } from "../lib/index.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ConfigError, GuestSetupError, Sandbox, SandboxCrashedError, SandboxPool, SandboxStoppedError, Volume } from "../lib/index.js";
 import { runDirEntries, tempDir, vmProcesses, waitFor } from "./helpers.js";
 
 afterAll(async () => {
@@ -12,8 +12,11 @@ afterAll(async () => {
 });
 
 describe("a pool of 2", () => {
-  const pool = Sandbox.pool({ size: 2, env: { FROM: "pool" } });
+  let pool: SandboxPool;
   const handedOut: Sandbox[] = [];
+  beforeAll(() => {
+    pool = Sandbox.pool({ size: 2, env: { FROM: "pool" } });
+  });
   afterAll(async () => {
     await Promise.all(handedOut.map((sb) => sb.stop()));
     await pool.close();
@@ -107,6 +110,23 @@ it("reports boots that fail, and keeps trying, never throwing into the void", as
   expect(errors.every((e) => e instanceof GuestSetupError)).toBe(true);
   await pool.close();
   await expect(pool.acquire()).rejects.toBeInstanceOf(SandboxStoppedError);
+});
+
+it("replaces an idle sandbox whose VM dies, and says so", async () => {
+  const qemus = () => vmProcesses().filter((p) => p.comm.startsWith("qemu"));
+  const others = new Set(qemus().map((p) => p.pid));
+  await using pool = Sandbox.pool({ size: 1 });
+  const errors: Error[] = [];
+  pool.on("refillError", (e) => errors.push(e));
+  await waitFor("the pool to fill", () => pool.idle === 1 || undefined, 60_000);
+  const mine = qemus().filter((p) => !others.has(p.pid));
+  expect(mine).toHaveLength(1);
+  process.kill(mine[0].pid, "SIGKILL");
+  await waitFor("the death to be reported", () => errors.length === 1 || undefined, 20_000);
+  expect(errors[0]).toBeInstanceOf(SandboxCrashedError);
+  await waitFor("a replacement", () => pool.idle === 1 || undefined, 60_000);
+  await using sb = await pool.acquire();
+  expect((await sb.exec("echo", ["alive"])).stdout).toBe("alive\n");
 });
 
 it("stops every idle and booting sandbox on close, leaving nothing", async () => {
