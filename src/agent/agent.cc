@@ -6,13 +6,13 @@
 // vsock modules; bring lo up; dial the runner on vsock (host CID 2, port
 // 1024); mount a tmpfs at /run and the VM's virtio-fs tree in it; set up
 // eth0 when the VM has a network (network.h); build the workload's root
-// (bind, or overlayfs with a tmpfs upper when the host folder is read-only);
-// mount the shares; serve execs on vsock port 1025 (exec_server.h), file
-// operations on 1026 (fs_server.h) and connections to guest ports on 1027
-// (forward.h), and say "ready". With a configured command it
-// runs that too, reports "exit N" / "signal N" when it ends and powers off
-// (under libkrun: exits with the command's status); without one it serves
-// until the host says "poweroff".
+// and mount the shares (root.h); serve execs on vsock port 1025
+// (exec_server.h), file operations on 1026 (fs_server.h) and connections to
+// guest ports on 1027 (forward.h), and say "ready". With a configured
+// command it runs that too, reports "exit N" / "signal N" when it ends and
+// powers off (under libkrun: exits with the command's status); without one
+// it serves until the host says "poweroff". The host may also ask it to
+// mount a volume attached to the running VM ("mount <id> <json>").
 //
 // Run as any other PID, it is a small vsock tool for workloads and tests:
 //   krunbox-agent vsock-connect PORT   stdio <-> host port PORT
@@ -29,7 +29,6 @@
 #include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
