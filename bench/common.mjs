@@ -3,12 +3,31 @@ import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { qemuPrograms, runtimePaths } from "../dist/vm/runtime.js";
+import { Sandbox } from "../dist/index.js";
+import { bootKernel, qemuPrograms, runtimePaths } from "../dist/vm/runtime.js";
 
 export function stats(samples) {
   const s = [...samples].sort((a, b) => a - b);
   const median = s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
   return { median, min: s[0], max: s[s.length - 1] };
+}
+
+/**
+ * `runs` cold starts: Sandbox.create -> first exec result (the stop is not
+ * timed). Returns the samples (ms) and the accelerator used.
+ */
+export async function coldStarts(runs) {
+  const samples = [];
+  let accel;
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    const sb = await Sandbox.create();
+    await sb.exec("true");
+    samples.push(performance.now() - t);
+    accel = sb.accel;
+    await sb.stop();
+  }
+  return { samples, accel };
 }
 
 export const fmt = (x, digits = 0) => x.toFixed(digits).padStart(8);
@@ -20,7 +39,8 @@ export const fmt = (x, digits = 0) => x.toFixed(digits).padStart(8);
  * Returns one wall-clock sample (ms) per run.
  */
 export function bareQemuBoots(runs, accel) {
-  const { kernel, initrd } = runtimePaths();
+  const { initrd } = runtimePaths();
+  const kernel = bootKernel();
   const { qemuPath } = qemuPrograms();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "krunbox-bench-"));
   try {

@@ -5,22 +5,13 @@
 //   node bench/sandbox.mjs [coldRuns=10] [warmExecs=500] [throughputSeconds=30]
 import os from "node:os";
 import { Sandbox } from "../dist/index.js";
-import { bareQemuBoots, fmt, stats } from "./common.mjs";
+import { bareQemuBoots, coldStarts, fmt, stats } from "./common.mjs";
 
 const coldRuns = Number(process.argv[2] ?? 10);
 const warmExecs = Number(process.argv[3] ?? 500);
 const seconds = Number(process.argv[4] ?? 30);
 
-const cold = [];
-let accel;
-for (let i = 0; i < coldRuns; i++) {
-  const t = performance.now();
-  const sb = await Sandbox.create();
-  await sb.exec("true");
-  cold.push(performance.now() - t);
-  accel = sb.accel;
-  await sb.stop();
-}
+const { samples: cold, accel } = await coldStarts(coldRuns);
 const c = stats(cold);
 const b = stats(bareQemuBoots(coldRuns, accel));
 

@@ -1,6 +1,7 @@
 export { Sandbox, type SandboxState, type SandboxEvents, type ExecResult } from "./sandbox/sandbox.js";
 export { SandboxProcess, type ProcessExit, type SignalName } from "./sandbox/process.js";
 export type { SandboxOptions, ExecOptions, ExecBufferOptions, SpawnOptions } from "./sandbox/options.js";
+export { SandboxPool, type PoolOptions, type AcquireOptions } from "./pool/pool.js";
 export { bootVm, type BootResult } from "./vm/boot.js";
 export { VirtualMachine, type VmOptions, type VmExit, type VmState, type ShareOptions, type VsockPortOptions } from "./vm/vm.js";
 export { Volume, type VolumeInfo } from "./volumes/volumes.js";

@@ -4,10 +4,14 @@
 //     krunbox-runner   one process per VM
 //     virtiofsd        the share server (Rust virtiofsd, scripts/build-virtiofsd.mjs)
 //     vhost-device-vsock  the vsock device (Debian sid's binary)
-//     vmlinuz          Debian's cloud kernel
+//     vmlinux.gz       Debian's cloud kernel, uncompressed from its bzImage
+//                      (QEMU starts it at its PVH entry point: no
+//                      decompression at every boot) and gzipped (lib/vm/
+//                      runtime.ts unpacks it into ~/.krunbox on first use)
 //     initramfs.cpio   /init = krunbox-agent, plus the virtio-mmio,
 //                      virtio-fs, vsock and overlay modules and their order,
-//                      and virtio-net's (loaded only when the VM has a network)
+//                      virtio-net's (loaded only when the VM has a network)
+//                      and virtio-blk, erofs and squashfs (only for a disk root)
 //     krunbox-agent, busybox, busybox.applets
 //                      what the default image is made of (lib/runtime.ts
 //                      assembles it under ~/.krunbox/images on first use)
@@ -18,6 +22,7 @@ import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
+import zlib from "node:zlib";
 import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -33,6 +38,8 @@ const maxGlibc = "2.34";
 const wantedModules = ["virtio_mmio", "virtiofs", "vmw_vsock_virtio_transport", "overlay"];
 // ...and what a VM with a network needs on top.
 const networkModules = ["virtio_net"];
+// ...and one whose root is a disk image (ext4 is built into the kernel).
+const diskModules = ["virtio_blk", "erofs", "squashfs"];
 
 function fail(message) {
   console.error(`krunbox build-runtime: error: ${message}`);
@@ -86,6 +93,36 @@ const moduleOrder = (names) => {
 };
 const order = moduleOrder(wantedModules);
 const netOrder = moduleOrder(networkModules);
+const diskOrder = moduleOrder(diskModules);
+
+// The vmlinux inside a bzImage: its setup header (boot protocol 2.08+) says
+// where the compressed payload lies; its magic says how it was compressed.
+// Kbuild ends lz4, xz and zstd payloads with the uncompressed size (gzip
+// carries its own).
+function vmlinuxOf(bzImage) {
+  const b = fs.readFileSync(bzImage);
+  if (b.toString("latin1", 0x202, 0x206) !== "HdrS" || b.readUInt16LE(0x206) < 0x208) fail(`${bzImage} is not a bzImage of boot protocol 2.08 or newer`);
+  const start = ((b[0x1f1] || 4) + 1) * 512 + b.readUInt32LE(0x248);
+  const payload = b.subarray(start, start + b.readUInt32LE(0x24c));
+  const tools = [
+    ["02214c18", ["lz4", "-dc"], "lz4"],
+    ["fd377a585a00", ["xz", "-dc"], "xz-utils"],
+    ["28b52ffd", ["zstd", "-dcq"], "zstd"],
+  ];
+  let elf;
+  if (payload.subarray(0, 2).toString("hex") === "1f8b") elf = zlib.gunzipSync(payload);
+  for (const [magic, [cmd, ...args], pkg] of tools) {
+    if (elf || !payload.subarray(0, magic.length / 2).equals(Buffer.from(magic, "hex"))) continue;
+    try {
+      elf = execFileSync(cmd, args, { input: payload.subarray(0, -4), maxBuffer: 1 << 30 });
+    } catch (err) {
+      fail(`cannot decompress the kernel with ${cmd} (${err.message.split("\n")[0]}): apt-get install ${pkg}`);
+    }
+    if (elf.length !== payload.readUInt32LE(payload.length - 4)) fail(`the kernel in ${bzImage} decompressed to an unexpected size`);
+  }
+  if (!elf || elf.toString("latin1", 0, 4) !== "\x7fELF") fail(`no vmlinux found in ${bzImage}`);
+  return elf;
+}
 
 const tmp = `${out}.tmp-${process.pid}`;
 fs.rmSync(tmp, { recursive: true, force: true });
@@ -100,10 +137,11 @@ const stage = path.join(tmp, "initramfs.d");
 for (const d of ["dev", "proc", "sys", "run", "lib/modules"]) fs.mkdirSync(path.join(stage, d), { recursive: true });
 fs.copyFileSync(path.join(built, "krunbox-agent"), path.join(stage, "init"));
 fs.chmodSync(path.join(stage, "init"), 0o755);
-for (const mod of [...order, ...netOrder])
+for (const mod of [...order, ...netOrder, ...diskOrder])
   fs.copyFileSync(path.join(moduleDir, mod), path.join(stage, "lib/modules", path.basename(mod)));
 fs.writeFileSync(path.join(stage, "lib/modules/order"), order.map((m) => path.basename(m)).join("\n") + "\n");
 fs.writeFileSync(path.join(stage, "lib/modules/order.net"), netOrder.map((m) => path.basename(m)).join("\n") + "\n");
+fs.writeFileSync(path.join(stage, "lib/modules/order.disk"), diskOrder.map((m) => path.basename(m)).join("\n") + "\n");
 const files = execFileSync("find", [".", "-mindepth", "1"], { cwd: stage }).toString().split("\n").filter(Boolean).sort();
 const cpio = execFileSync("cpio", ["--quiet", "-o", "-H", "newc", "--reproducible", "-R", "0:0"], {
   cwd: stage,
@@ -113,7 +151,8 @@ const cpio = execFileSync("cpio", ["--quiet", "-o", "-H", "newc", "--reproducibl
 fs.writeFileSync(path.join(tmp, "initramfs.cpio"), cpio);
 fs.rmSync(stage, { recursive: true });
 
-install(kernel, "vmlinuz");
+const vmlinuxGz = zlib.gzipSync(vmlinuxOf(kernel), { level: 9 });
+fs.writeFileSync(path.join(tmp, "vmlinux.gz"), vmlinuxGz);
 install(path.join(built, "krunbox-runner"), "krunbox-runner", 0o755);
 install(path.join(built, "krunbox-agent"), "krunbox-agent", 0o755);
 install(busybox, "busybox", 0o755);
@@ -148,7 +187,13 @@ fs.writeFileSync(
   JSON.stringify(
     {
       krunbox: pkg.version,
-      kernel: { release, package: `linux-image-${release}`, source: "Debian source package linux" },
+      kernel: {
+        release,
+        package: `linux-image-${release}`,
+        source: "Debian source package linux",
+        // Names the unpacked copy in ~/.krunbox/kernels.
+        id: createHash("sha256").update(vmlinuxGz).digest("hex").slice(0, 16),
+      },
       busybox: dpkgVersion("busybox-static"),
       virtiofsd: virtiofsdVersion,
       "vhost-device-vsock": `${vsockVersion} (Debian sid's vhost-device-vsock)`,
@@ -182,7 +227,8 @@ fs.cpSync(path.join(virtiofsdDir, "licenses"), path.join(licenses, "virtiofsd"),
 fs.writeFileSync(
   path.join(licenses, "README"),
   `What this runtime folder bundles, and where its source is:
-- vmlinuz and the kernel modules in initramfs.cpio: Linux ${release}, GPL-2.0
+- vmlinux.gz (the kernel image of Debian's vmlinuz, uncompressed and
+  gzipped) and the kernel modules in initramfs.cpio: Linux ${release}, GPL-2.0
   (GPL-2.0.txt, linux-kernel.copyright), the binary of Debian's package
   linux-image-${release}. Source: Debian's source package "linux" of the
   same version (apt-get source linux).

@@ -4,12 +4,15 @@
 //      index, librust-* packages only (the -sys crates' C libraries come from
 //      bookworm, fetched by setup.sh into deps/debian/root);
 //   2. apt-get download + dpkg -x of those packages into deps/virtiofsd/;
-//   3. rustup's cargo builds the crate against a `directory` source made of
+//   3. rustup's cargo builds the crate, with krunbox's patches applied
+//      (scripts/virtiofsd-*.patch), against a `directory` source made of
 //      them, with libseccomp and libcap-ng linked statically, so the binary
 //      needs only glibc (and libgcc_s, which every glibc system has).
-// Output: deps/virtiofsd/out/{virtiofsd,version,licenses/}. Cached: when
-// out/ exists nothing runs (remove deps/virtiofsd/out to rebuild).
+// Output: deps/virtiofsd/out/{virtiofsd,version,patches,licenses/}. Cached:
+// when out/ was built with the same patches nothing runs (remove
+// deps/virtiofsd/out to rebuild).
 import { execFileSync, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -33,7 +36,23 @@ function fail(message) {
   process.exit(1);
 }
 
-if (fs.existsSync(path.join(out, "virtiofsd"))) {
+// What krunbox changes in virtiofsd, one patch file each (see each file's first hunk's comment).
+const patches = fs
+  .readdirSync(path.join(root, "scripts"))
+  .filter((f) => /^virtiofsd-.*\.patch$/.test(f))
+  .sort()
+  .map((f) => path.join(root, "scripts", f));
+const patchesId = createHash("sha256");
+for (const p of patches) patchesId.update(fs.readFileSync(p));
+const patchesHash = patchesId.digest("hex");
+const builtWith = (() => {
+  try {
+    return fs.readFileSync(path.join(out, "patches"), "utf8").trim();
+  } catch {
+    return undefined;
+  }
+})();
+if (fs.existsSync(path.join(out, "virtiofsd")) && builtWith === patchesHash) {
   say(`cached (${fs.readFileSync(path.join(out, "version"), "utf8").trim()}); remove ${path.relative(root, out)} to rebuild`);
   process.exit(0);
 }
@@ -114,6 +133,11 @@ const crateDir = fs.readdirSync(registry).find((d) => d.startsWith("virtiofsd-")
 const build = path.join(work, "build");
 fs.rmSync(build, { recursive: true, force: true });
 fs.cpSync(path.join(registry, crateDir), build, { recursive: true });
+for (const p of patches) {
+  const r = spawnSync("patch", ["-p1", "--quiet", "-d", build, "-i", p], { encoding: "utf8" });
+  if (r.error) fail("`patch` not found: apt-get install patch");
+  if (r.status !== 0) fail(`${path.basename(p)} does not apply to ${crateDir}: ${(r.stdout + r.stderr).trim()}`);
+}
 fs.mkdirSync(path.join(build, ".cargo"));
 fs.writeFileSync(
   path.join(build, ".cargo/config.toml"),
@@ -164,8 +188,10 @@ for (const lib of ["libseccomp-dev", "libcap-ng-dev"])
   fs.copyFileSync(path.join(cDocs, lib, "copyright"), path.join(tmp, "licenses", `${lib.replace(/-dev$/, "")}.copyright`));
 fs.writeFileSync(
   path.join(tmp, "version"),
-  `${execFileSync(path.join(tmp, "virtiofsd"), ["--version"], { encoding: "utf8" }).trim()} (built from Debian ${suite}'s librust-virtiofsd-dev ${version})\n`,
+  `${execFileSync(path.join(tmp, "virtiofsd"), ["--version"], { encoding: "utf8" }).trim()} (built from Debian ${suite}'s librust-virtiofsd-dev ${version}` +
+    `${patches.length ? `, with krunbox's ${patches.map((p) => path.basename(p, ".patch").replace(/^virtiofsd-/, "")).join(", ")} patch` : ""})\n`,
 );
+fs.writeFileSync(path.join(tmp, "patches"), `${patchesHash}\n`);
 fs.writeFileSync(path.join(tmp, "crates.txt"), [...new Set(crates)].sort().join("\n") + "\n");
 fs.rmSync(out, { recursive: true, force: true });
 fs.renameSync(tmp, out);

@@ -4,8 +4,8 @@
 # Idempotent: run it again at any time (`npm run setup`). `npm ci` runs it.
 #
 #   from bookworm (apt-get install): qemu-system-x86, busybox-static, cpio,
-#       kmod, nlohmann-json3-dev, doctest-dev, and skopeo, zstd,
-#       apache2-utils and tmux (tests)
+#       kmod, lz4, patch, nlohmann-json3-dev, doctest-dev, and for tests skopeo, zstd,
+#       apache2-utils, tmux, qemu-utils, fdisk and erofs-utils
 #   from bookworm (apt-get download + dpkg -x): docker-registry (tests),
 #       linux-image-*-cloud-amd64, libseccomp-dev and libcap-ng-dev (static
 #       libraries for the runner and virtiofsd)
@@ -70,9 +70,13 @@ fi
 
 # --- system packages from Debian 12
 NEED=()
+# lz4 unpacks the kernel's image and patch patches virtiofsd at build time;
 # doctest-dev serves the native unit tests; skopeo, zstd and apache2-utils
-# (htpasswd) only serve the image tests, tmux the CLI's terminal tests.
-for pkg in qemu-system-x86 busybox-static cpio kmod nlohmann-json3-dev doctest-dev skopeo zstd apache2-utils tmux; do
+# (htpasswd) only serve the image tests, tmux the CLI's terminal tests;
+# qemu-utils (qemu-img), fdisk (sfdisk) and erofs-utils only the disk image
+# root tests.
+for pkg in qemu-system-x86 busybox-static cpio kmod lz4 patch nlohmann-json3-dev doctest-dev skopeo zstd apache2-utils \
+           tmux qemu-utils fdisk erofs-utils; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || NEED+=("$pkg")
 done
 if [ ${#NEED[@]} -gt 0 ]; then

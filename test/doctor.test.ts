@@ -18,7 +18,7 @@ it("checks every piece and says which copy it uses", () => {
   expect(r.stdout).toMatch(/^ok {4}qemu: \S*qemu-system-x86_64 \(system, on PATH\): QEMU emulator version \d/m);
   expect(r.stdout).toContain(`ok    virtiofsd: ${path.join(rt, "virtiofsd")} (bundled): virtiofsd 1.`);
   expect(r.stdout).toContain(`ok    vsock daemon: ${path.join(rt, "vhost-device-vsock")} (bundled): vhost-device-vsock `);
-  expect(r.stdout).toContain(`ok    kernel: ${path.join(rt, "vmlinuz")} (bundled): Linux `);
+  expect(r.stdout).toContain(`ok    kernel: ${path.join(rt, "vmlinux.gz")} (bundled): Linux `);
   expect(r.stdout).toContain(`ok    initramfs: ${path.join(rt, "initramfs.cpio")} (bundled)`);
   for (const piece of ["addon", "runner", "default image", "libkrun"]) expect(r.stdout).toMatch(new RegExp(`^ok {4}${piece}: `, "m"));
   expect(r.stdout).toMatch(/^(ok {4}|WARN {2})kvm: /m);

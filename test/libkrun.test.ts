@@ -169,3 +169,31 @@ it("refuses a network on a libkrun without krun_add_net_unixstream", async () =>
   expect(err.message).toMatch(/krun_add_net_unixstream/);
   expect(fs.readFileSync(log, "utf8")).not.toContain("krun_start_enter");
 });
+
+it("gives a disk image root to the guest as a read-only disk in the format given", async () => {
+  const image = path.join(tempDir(), "root.qcow2");
+  fs.writeFileSync(image, "");
+  const root = tempDir();
+  const vm = VirtualMachine.start({
+    backend: "libkrun", libkrunPath: double, rootPath: root, command: ["/x"],
+    rootDisk: { path: image, format: "qcow2", partition: 2 },
+  });
+  expect((await vm.exited).code).toBe(5);
+  const calls = fs.readFileSync(log, "utf8");
+  // libkrun's init boots from rootPath (it holds the agent); the disk is the workload's root.
+  expect(calls).toContain(`krun_add_virtiofs3 7 /dev/root ${root} 0 1`);
+  expect(calls).toContain(`krun_add_disk2 7 root ${image} 1 1`);
+});
+
+it("refuses a disk image root on a libkrun without krun_add_disk2", async () => {
+  const noDisk = path.join(packageRoot, "build/Release/libkrun-double-nonet.so");
+  const image = path.join(tempDir(), "root.raw");
+  fs.writeFileSync(image, "");
+  const vm = VirtualMachine.start({
+    backend: "libkrun", libkrunPath: noDisk, rootPath: tempDir(), command: ["/x"], rootDisk: { path: image, format: "raw" },
+  });
+  const err = await vm.exited.catch((e) => e);
+  expect(err).toBeInstanceOf(LibkrunNotFoundError);
+  expect(err.message).toMatch(/krun_add_disk2/);
+  expect(fs.readFileSync(log, "utf8")).not.toContain("krun_start_enter");
+});

@@ -136,6 +136,17 @@ describe("one sandbox", () => {
   });
 });
 
+// A root folder with busybox as /bin/sh and a /marker holding "image".
+function busyboxRoot(): string {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "krunbox-root-"));
+  fs.mkdirSync(path.join(root, "bin"));
+  fs.copyFileSync(path.join(runtimePaths().dir, "busybox"), path.join(root, "bin/busybox"));
+  fs.chmodSync(path.join(root, "bin/busybox"), 0o755);
+  fs.symlinkSync("busybox", path.join(root, "bin/sh"));
+  fs.writeFileSync(path.join(root, "marker"), "image");
+  return root;
+}
+
 describe("sandbox lifecycle", () => {
   it("isolates the roots of two sandboxes", async () => {
     await using a = await Sandbox.create();
@@ -175,12 +186,7 @@ describe("sandbox lifecycle", () => {
   });
 
   it("runs on a local root folder, copy-on-write", async () => {
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), "krunbox-root-"));
-    fs.mkdirSync(path.join(root, "bin"));
-    fs.copyFileSync(path.join(runtimePaths().dir, "busybox"), path.join(root, "bin/busybox"));
-    fs.chmodSync(path.join(root, "bin/busybox"), 0o755);
-    fs.symlinkSync("busybox", path.join(root, "bin/sh"));
-    fs.writeFileSync(path.join(root, "marker"), "image");
+    const root = busyboxRoot();
     const before = fs.readdirSync(root).sort();
     await using sb = await Sandbox.create({ image: { dir: root } });
     const r = await sb.exec("/bin/sh", ["-c", "/bin/busybox cat /marker; echo changed > /marker; /bin/busybox cat /marker"]);
@@ -189,6 +195,23 @@ describe("sandbox lifecycle", () => {
     expect(fs.readFileSync(path.join(root, "marker"), "utf8")).toBe("image");
     expect(fs.readdirSync(root).sort()).toEqual(before);
     await expect(Sandbox.create({ image: { dir: path.join(root, "missing") } })).rejects.toMatchObject({ field: "image.dir" });
+  });
+
+  // The image root has a share server of its own that lets the guest cache
+  // it: it must still refuse writes on the host, whatever guest root does.
+  it("keeps a cached image root read-only on the host against guest root", async () => {
+    const root = busyboxRoot();
+    const before = fs.readdirSync(root).sort();
+    await using sb = await Sandbox.create({ image: { dir: root } });
+    const attempts = [
+      "/bin/busybox mkdir -p /r && /bin/busybox mount -t virtiofs krunbox-root /r && echo x > /r/marker",
+      "/bin/busybox mount -t virtiofs krunbox-root /r; /bin/busybox mount -o remount,rw /r && /bin/busybox touch /r/new",
+      "/bin/busybox mount -t virtiofs krunbox-root /r; /bin/busybox rm /r/marker",
+    ];
+    for (const cmd of attempts) expect((await sb.exec("/bin/sh", ["-c", cmd])).exitCode, cmd).not.toBe(0);
+    await sb.stop();
+    expect(fs.readFileSync(path.join(root, "marker"), "utf8")).toBe("image");
+    expect(fs.readdirSync(root).sort()).toEqual(before);
   });
 
   it("validates create options, naming the field, and starts nothing", async () => {

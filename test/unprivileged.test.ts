@@ -9,6 +9,22 @@ import { attackScript, expectSpecialFilesRefused, hostFolder, privileged, status
 
 const nobody = 65534;
 
+// Runs `body` (an ES module's code, with Sandbox imported) as nobody, from a
+// copy of the package the user can read; returns its output.
+function asNobody(dir: string, body: string) {
+  const pkg = path.join(dir, "krunbox");
+  const deps = Object.keys(JSON.parse(fs.readFileSync(path.join(packageRoot, "package.json"), "utf8")).dependencies);
+  for (const part of ["package.json", "dist", "prebuilds", "runtime", ...deps.map((d) => `node_modules/${d}`)])
+    fs.cpSync(path.join(packageRoot, part), path.join(pkg, part), { recursive: true });
+  const script = path.join(dir, "main.mjs");
+  fs.writeFileSync(script, `import { Sandbox } from ${JSON.stringify(path.join(pkg, "dist/index.js"))};\n${body}`);
+  return spawnSync("setpriv", [`--reuid=${nobody}`, `--regid=${nobody}`, "--clear-groups", process.execPath, script], {
+    encoding: "utf8",
+    timeout: 120_000,
+    env: { ...process.env, HOME: dir, KRUNBOX_HOME: path.join(dir, "home"), KRUNBOX_RUN_DIR: path.join(dir, "run") },
+  });
+}
+
 it.runIf(process.getuid?.() === 0)("runs a sandbox with a read-write volume as an unprivileged user", () => {
   const dir = tempDir();
   const data = path.join(dir, "data");
@@ -16,16 +32,9 @@ it.runIf(process.getuid?.() === 0)("runs a sandbox with a read-write volume as a
   hostFolder(data); // with a root-owned file the guest must not make setuid
   fs.chownSync(dir, nobody, nobody);
   fs.chownSync(data, nobody, nobody);
-  // A copy of the package, so the user can read it wherever this checkout is.
-  const pkg = path.join(dir, "krunbox");
-  const deps = Object.keys(JSON.parse(fs.readFileSync(path.join(packageRoot, "package.json"), "utf8")).dependencies);
-  for (const part of ["package.json", "dist", "prebuilds", "runtime", ...deps.map((d) => `node_modules/${d}`)])
-    fs.cpSync(path.join(packageRoot, part), path.join(pkg, part), { recursive: true });
-  const script = path.join(dir, "main.mjs");
-  fs.writeFileSync(
-    script,
-    `import { Sandbox } from ${JSON.stringify(path.join(pkg, "dist/index.js"))};
-const sb = await Sandbox.create({ volumes: [${JSON.stringify(`${data}:/data`)}] });
+  const r = asNobody(
+    dir,
+    `const sb = await Sandbox.create({ volumes: [${JSON.stringify(`${data}:/data`)}] });
 try {
   const r = await sb.exec("sh", ["-c", "id -u; echo from-guest > /data/out; " + ${JSON.stringify(attackScript("/data"))}]);
   process.stdout.write(r.stdout);
@@ -34,11 +43,6 @@ try {
 }
 `,
   );
-  const r = spawnSync("setpriv", [`--reuid=${nobody}`, `--regid=${nobody}`, "--clear-groups", process.execPath, script], {
-    encoding: "utf8",
-    timeout: 120_000,
-    env: { ...process.env, HOME: dir, KRUNBOX_HOME: path.join(dir, "home"), KRUNBOX_RUN_DIR: path.join(dir, "run") },
-  });
   expect(r.stderr).toBe("");
   expect(r.stdout.split("\n")[0]).toBe("0");
   expect(fs.readFileSync(path.join(data, "out"), "utf8")).toBe("from-guest\n");
@@ -46,4 +50,34 @@ try {
   // Not even setuid-nobody: the share server refuses the bits for any owner.
   expectSpecialFilesRefused(statuses(r.stdout));
   expect(privileged(data)).toEqual([]);
+});
+
+// The share server runs in a user namespace of its own here: mounts the
+// runner adds later must still reach it, read-only ones read-only.
+it.runIf(process.getuid?.() === 0)("attaches volumes to a pooled sandbox as an unprivileged user", () => {
+  const dir = tempDir();
+  const [rw, ro] = [path.join(dir, "rw"), path.join(dir, "ro")];
+  for (const d of [dir, rw, ro]) {
+    fs.mkdirSync(d, { recursive: true });
+    fs.chownSync(d, nobody, nobody);
+  }
+  fs.writeFileSync(path.join(ro, "file"), "original");
+  fs.chownSync(path.join(ro, "file"), nobody, nobody);
+  const r = asNobody(
+    dir,
+    `const pool = Sandbox.pool({ size: 1 });
+const sb = await pool.acquire({ volumes: [${JSON.stringify(`${rw}:/rw`)}, ${JSON.stringify(`${ro}:/ro:ro`)}] });
+try {
+  const r = await sb.exec("sh", ["-c", "echo out > /rw/out; cat /ro/file; echo; mount -o remount,rw /ro; echo x > /ro/file && echo WROTE"]);
+  process.stdout.write(r.stdout);
+} finally {
+  await sb.stop();
+  await pool.close();
+}
+`,
+  );
+  expect(r.stderr).toBe("");
+  expect(r.stdout).toBe("original\n");
+  expect(fs.readFileSync(path.join(rw, "out"), "utf8")).toBe("out\n");
+  expect(fs.readFileSync(path.join(ro, "file"), "utf8")).toBe("original");
 });

@@ -1,6 +1,7 @@
 // Volumes on real VMs: bind, named and tmpfs; read-only held on the host
 // against a guest that tries to defeat it; host-side access that never
 // leaves a volume, whatever the guest put there.
+import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { expect, it } from "vitest";
@@ -141,6 +142,39 @@ it("mounts bind, named and tmpfs volumes, also written Docker-style", async () =
   expect((await again.exec("sh", ["-c", "ls /scratch | wc -l; cat /p/wheel"])).stdout).toBe("0\ncached\n");
   await again.stop();
   await Volume.remove("pip-cache");
+});
+
+// The share server lets the guest keep a file's page cache across opens
+// while the file is unchanged (scripts/virtiofsd-keep-cache.patch): every
+// host change must still show at the guest's next open.
+it("shows the host's changes to a file at the guest's next open, after the guest cached it", async () => {
+  const dir = tempDir();
+  const file = path.join(dir, "data");
+  const old = "A".repeat(1 << 20);
+  fs.writeFileSync(file, old);
+  fs.writeFileSync(path.join(dir, "grow"), "short");
+  // Older than the two seconds within which a change is never trusted.
+  await new Promise((r) => setTimeout(r, 2500));
+  await using sb = await Sandbox.create({ volumes: [`${dir}:/vol`] });
+  const digest = async (f: string) => (await sb.exec("md5sum", [f])).stdout.split(" ")[0];
+  const md5 = (text: string) => crypto.createHash("md5").update(text).digest("hex");
+  expect(await digest("/vol/data")).toBe(md5(old));
+  expect(await digest("/vol/data")).toBe(md5(old)); // cached now
+  // Rewritten in place, same size: only the timestamps tell.
+  const fd = fs.openSync(file, "r+");
+  fs.writeSync(fd, "B".repeat(4096), 0);
+  fs.closeSync(fd);
+  expect(await digest("/vol/data")).toBe(md5("B".repeat(4096) + old.slice(4096)));
+  // Replaced by a new file (a rename, as editors and rsync do).
+  fs.writeFileSync(`${file}.new`, "C".repeat(1 << 20));
+  fs.renameSync(`${file}.new`, file);
+  await new Promise((r) => setTimeout(r, 1100)); // the guest's name cache lasts 1 s
+  expect(await digest("/vol/data")).toBe(md5("C".repeat(1 << 20)));
+  // Changed (same size) right after the guest read it.
+  expect((await sb.exec("cat", ["/vol/grow"])).stdout).toBe("short");
+  fs.writeFileSync(path.join(dir, "grow"), "SHORT");
+  fs.writeFileSync(path.join(dir, "grow"), "sHoRt");
+  expect((await sb.exec("cat", ["/vol/grow"])).stdout).toBe("sHoRt");
 });
 
 // `readOnly` is the one spelling (`readonly` is refused, below): before,

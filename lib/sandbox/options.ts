@@ -4,12 +4,13 @@ import { z } from "zod";
 import { ConfigError } from "../errors.js";
 import { VM_DEFAULTS } from "../vm/defaults.js";
 import { imagePullFields } from "../images/cache.js";
+import { diskImageSchema, type RootDisk } from "../images/disk.js";
 import { absolutePath } from "../vm/options.js";
 import { volumesSchema, type VolumeSpec } from "../volumes/spec.js";
 import { networkSchema, type NetworkOption } from "../network/policy.js";
 import type { VmNetwork } from "../vm/options.js";
 import { portsSchema, type PortSpec } from "../network/ports.js";
-const envRecord = z.record(
+export const envRecord = z.record(
   z.string().regex(/^[^=\0]+$/, "names must be non-empty and contain no '=' or NUL"),
   z.string().refine((v) => !v.includes("\0"), "values must not contain NUL"),
 );
@@ -45,12 +46,13 @@ export const sandboxOptionsSchema = z
     bootTimeoutMs: z.number().int().min(1000).max(3_600_000).default(VM_DEFAULTS.bootTimeoutMs),
     /** libkrun.so.1 to load (backend "libkrun"). Default: the system's, or KRUNBOX_LIBKRUN. */
     libkrunPath: z.string().optional(),
-    /** The root: an OCI reference, { ref, ...pull options }, or { dir } for a local root folder. Default: krunbox's busybox image. */
+    /** The root: an OCI reference, { ref, ...pull options }, { dir } for a local root folder or { disk } for a disk image. Default: krunbox's busybox image. */
     image: z
       .union([
         imageReferenceSchema,
         z.object({ dir: z.string().min(1) }).strict(),
         z.object({ ref: z.string().min(1), ...imagePullFields }).strict(),
+        diskImageSchema,
       ])
       .optional(),
     volumes: volumesSchema.default([]),
@@ -74,6 +76,8 @@ export type ResolvedSandboxOptions = z.output<typeof sandboxOptionsSchema> & {
   vmPorts?: { hostIp: string; hostPort: number; guestPort: number }[];
   /** The root folder the image resolved to (undefined: the default image). */
   root?: string;
+  /** The disk image the root is on (`image: { disk }`). */
+  rootDisk?: RootDisk;
   imageDigest?: string;
 };
 

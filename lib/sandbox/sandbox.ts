@@ -36,7 +36,9 @@ import { SandboxProcess } from "./process.js";
 import { execPayload, MAX_FRAME, type ExecRequest } from "./protocol.js";
 import { createSocketDir, type SocketDir } from "./socket-dir.js";
 import { SandboxFs } from "../fs/sandbox-fs.js";
+import { SandboxPool, type PoolOptions } from "../pool/pool.js";
 import { holdImage, pullImage } from "../images/cache.js";
+import { resolveDiskImage } from "../images/disk.js";
 import { resolveNetwork, type ConnectionEvent, type NetworkOption } from "../network/policy.js";
 import { connectGuestPort, resolvePorts, type PortSpec, type PublishedPort } from "../network/ports.js";
 import { VirtualMachine } from "../vm/vm.js";
@@ -47,6 +49,18 @@ import { Volume } from "../volumes/volumes.js";
 // The environment must leave room for the command in one exec request.
 const MAX_ENV_BYTES = MAX_FRAME - (64 << 10);
 const envList = (env: Record<string, string>) => Object.entries(env).map(([k, v]) => `${k}=${v}`);
+
+function checkEnvSize(env: Record<string, string>): void {
+  const envBytes = Buffer.byteLength(JSON.stringify(envList(env)));
+  if (envBytes > MAX_ENV_BYTES)
+    throw new ConfigError(
+      "env",
+      `env: takes ${envBytes} bytes; at most ${MAX_ENV_BYTES} fit in the guest agent's exec requests beside the command (pass large data through stdin or a volume)`,
+    );
+}
+
+/** The warm pool's hand-out (lib/pool): volumes attached to the running VM, env added. Not part of the API. */
+export const handOut = Symbol("krunbox.handOut");
 
 function checkRequestSize(request: ExecRequest): void {
   const bytes = Buffer.byteLength(execPayload(request)) + 1;
@@ -129,24 +143,26 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
   #socketDir: SocketDir;
   #execs: ExecChannel;
   #crash: KrunboxError | undefined;
-
-  #release: () => void;
+  /** What Volume.remove and removeImage must refuse while we run. */
+  #holds: (() => void)[];
+  /** Host folders mounted in the guest (sb.fs watches them on the host too). */
+  #shares: ResolvedVolumes["shares"];
 
   private constructor(options: ResolvedSandboxOptions, volumes: ResolvedVolumes) {
     super();
     this.#options = options;
     // Named volumes stay marked in use (Volume.remove refuses) while we run.
-    const holds = volumes.named.map((name) => Volume.hold(name));
+    this.#holds = volumes.named.map((name) => Volume.hold(name));
     // ...and so does its image (removeImage refuses).
-    if (options.imageDigest) holds.push(holdImage(options.imageDigest));
-    this.#release = () => holds.splice(0).forEach((release) => release());
+    if (options.imageDigest) this.#holds.push(holdImage(options.imageDigest));
+    this.#shares = [...volumes.shares];
     this.#socketDir = createSocketDir();
     this.#execs = new ExecChannel(this.#socketDir.socketPath);
     this.fs = new SandboxFs({
       socketPath: this.#socketDir.fsSocketPath,
       user: options.user ?? "",
       workdir: options.workdir,
-      shares: volumes.shares,
+      shares: this.#shares,
       gone: () => this.#sandboxGone(),
       whyClosed: () => this.#whyClosed(),
     });
@@ -163,6 +179,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
         // copy-on-write root over it (overlayfs, tmpfs upper).
         rootPath: options.root,
         rootReadOnly: true,
+        rootDisk: options.rootDisk,
         command: [],
         agentSocketPath: this.#socketDir.socketPath,
         agentFsSocketPath: this.#socketDir.fsSocketPath,
@@ -199,6 +216,14 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
   }
 
   /**
+   * A warm pool of `size` sandboxes booted with these options, handed out
+   * by `pool.acquire({ volumes?, env? })` (see SandboxPool).
+   */
+  static pool(options: PoolOptions): SandboxPool {
+    return new SandboxPool(options);
+  }
+
+  /**
    * Boots a sandbox and resolves once it can run processes. Options are
    * validated first (ConfigError names the field); what only the guest can
    * tell (the workdir exists, the user is in /etc/passwd) is checked once
@@ -212,6 +237,8 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
       if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory())
         throw new ConfigError("image.dir", `image.dir: root folder ${dir} does not exist`);
       resolved.root = dir;
+    } else if (image && typeof image === "object" && "disk" in image) {
+      resolved.rootDisk = resolveDiskImage(image);
     } else if (image) {
       // An OCI image: its config's Env, WorkingDir and User become defaults.
       const { ref, ...pull } = typeof image === "string" ? { ref: image } : image;
@@ -223,12 +250,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
       if (options.workdir === undefined && pulled.config.workingDir) resolved.workdir = pulled.config.workingDir;
       resolved.user ??= pulled.config.user || undefined;
     }
-    const envBytes = Buffer.byteLength(JSON.stringify(envList(resolved.env)));
-    if (envBytes > MAX_ENV_BYTES)
-      throw new ConfigError(
-        "env",
-        `env: takes ${envBytes} bytes; at most ${MAX_ENV_BYTES} fit in the guest agent's exec requests beside the command (pass large data through stdin or a volume)`,
-      );
+    checkEnvSize(resolved.env);
     const sb = new Sandbox(resolved, await resolveVolumes(resolved.volumes));
     try {
       await sb.#vm.ready;
@@ -280,8 +302,27 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
   #cleanup() {
     this.#execs.close();
     this.fs.closeIdle();
-    this.#release();
+    this.#holds.splice(0).forEach((release) => release());
     this.#socketDir.remove();
+  }
+
+  /**
+   * Makes a booted sandbox what a pool's caller asked for: `env` added to
+   * its defaults, `volumes` mounted in the running guest (host folders
+   * through the runner's share tree, read-only enforced on the host as at
+   * boot). Rejects (and the pool stops this sandbox) if one cannot be.
+   */
+  async [handOut](volumes: ResolvedVolumes, env: Record<string, string>): Promise<void> {
+    if (this.state !== "running") throw this.#sandboxGone();
+    const merged = { ...this.#options.env, ...env };
+    checkEnvSize(merged);
+    this.#options.env = merged;
+    for (const name of volumes.named) this.#holds.push(Volume.hold(name));
+    for (const share of volumes.shares) {
+      await this.#vm.attach(share);
+      this.#shares.push(share);
+    }
+    for (const tmpfs of volumes.tmpfs) await this.#vm.attach({ tmpfs });
   }
 
   #sandboxGone = (): KrunboxError | undefined =>

@@ -11,6 +11,7 @@ export interface NativeVm {
   /** Whether the running VM keeps Node's event loop alive (it does by default). */
   ref(): void;
   unref(): void;
+  attach(id: number, spec: string): void;
   readonly pid: number | null;
 }
 

@@ -54,6 +54,13 @@ export const vmOptionsSchema = z
      * (overlayfs over a tmpfs) and the host folder is never modified.
      * Default: true for the built-in root, false otherwise. */
     rootReadOnly: z.boolean().optional(),
+    /** A disk image whose file system becomes the root, read-only for the VM
+     * (the guest writes to a copy-on-write layer); rootPath then only serves
+     * libkrun's own init. */
+    rootDisk: z
+      .object({ path: z.string(), format: z.enum(["raw", "qcow2"]), partition: z.number().int().optional() })
+      .strict()
+      .optional(),
     shares: z
       .array(
         z

@@ -17,9 +17,14 @@ import { loadNative, type NativeVm } from "./native.js";
 import { vmOptionsSchema, type VmOptions } from "./options.js";
 import { parseOptions } from "../validate.js";
 import { VM_DEFAULTS } from "./defaults.js";
-import { accelCachePath, defaultImage, qemuPrograms, runtimePaths } from "./runtime.js";
+import { accelCachePath, bootKernel, defaultImage, qemuPrograms, runtimePaths } from "./runtime.js";
 
 export type { ShareOptions, VmOptions, VsockPortOptions } from "./options.js";
+
+/** What can be attached to a running VM: a host folder, or a tmpfs. */
+export type VmAttachment =
+  | { hostPath: string; guestPath: string; readOnly: boolean }
+  | { tmpfs: { guestPath: string; sizeMiB: number } };
 
 export interface VmExit {
   /** The command's exit code, or null if a signal ended it (or it never ran). */
@@ -82,7 +87,7 @@ function nativeConfig(options: VmOptions): object {
       ? { enabled: true, allow: options.network.allow, deny: options.network.deny, hosts: options.network.hosts, askHost: !!options.network.onConnect }
       : { enabled: false },
     ...(backend === "qemu"
-      ? { kernelPath: paths.kernel, initrdPath: paths.initrd, accelCachePath: accelCachePath(), ...qemuPrograms() }
+      ? { kernelPath: bootKernel(), initrdPath: paths.initrd, accelCachePath: accelCachePath(), ...qemuPrograms() }
       : {}),
   };
 }
@@ -114,6 +119,8 @@ export class VirtualMachine extends EventEmitter {
   #native: NativeVm;
   #backend: string;
   #result: VmExit | KrunboxError | undefined;
+  #attachments = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  #nextAttachment = 1;
 
   private constructor(options: VmOptions) {
     super();
@@ -154,6 +161,13 @@ export class VirtualMachine extends EventEmitter {
         case "connect-request":
           this.#askHost(options.network?.onConnect, ev);
           break;
+        case "attached": {
+          const pending = this.#attachments.get(Number(ev.id));
+          this.#attachments.delete(Number(ev.id));
+          if (typeof ev.error === "string") pending?.reject(new GuestSetupError(`cannot attach: ${ev.error}`, ""));
+          else pending?.resolve();
+          break;
+        }
         case "exit":
           this.#result = {
             code: typeof ev.code === "number" ? ev.code : null,
@@ -166,6 +180,8 @@ export class VirtualMachine extends EventEmitter {
           this.#result = errorFromRunner(ev);
           break;
         case "runner-exit": {
+          for (const pending of this.#attachments.values()) pending.reject(new VmmFailedError("the VM ended before the attachment was made"));
+          this.#attachments.clear();
           const result = this.#result ?? this.#resultFromRunnerExit(ev);
           if (result instanceof Error) {
             this.#setState("failed");
@@ -218,6 +234,20 @@ export class VirtualMachine extends EventEmitter {
       allowed = false;
     }
     this.#native.verdict(Number(ev.id), allowed);
+  }
+
+  /**
+   * Mounts a host folder (read-only enforced on the host, as for `shares`)
+   * or a tmpfs in the running guest. Rejects with GuestSetupError when the
+   * runner or the guest cannot, VmmFailedError when the VM ends first.
+   */
+  attach(attachment: VmAttachment): Promise<void> {
+    if (this.state !== "running") return Promise.reject(new VmmFailedError(`cannot attach to a VM that is ${this.state}`));
+    const id = this.#nextAttachment++;
+    return new Promise((resolve, reject) => {
+      this.#attachments.set(id, { resolve, reject });
+      this.#native.attach(id, JSON.stringify(attachment));
+    });
   }
 
   #setState(state: VmState) {

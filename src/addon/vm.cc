@@ -49,7 +49,8 @@ Napi::Object Vm::Init(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = DefineClass(env, "Vm",
                                     {InstanceMethod("start", &Vm::Start), InstanceMethod("stop", &Vm::Stop),
                                      InstanceMethod("verdict", &Vm::Verdict), InstanceMethod("ref", &Vm::KeepAlive),
-                                     InstanceMethod("unref", &Vm::LetGo), InstanceAccessor("pid", &Vm::Pid, nullptr)});
+                                     InstanceMethod("unref", &Vm::LetGo), InstanceMethod("attach", &Vm::Attach),
+                                     InstanceAccessor("pid", &Vm::Pid, nullptr)});
   exports.Set("Vm", ctor);
   return exports;
 }
@@ -193,6 +194,17 @@ Napi::Value Vm::KeepAlive(const Napi::CallbackInfo& info) {
 Napi::Value Vm::LetGo(const Napi::CallbackInfo& info) {
   keepsNodeAlive_ = false;
   if (running_) onEvent_.Unref(info.Env());
+  return info.Env().Undefined();
+}
+
+// attach(id, json): mount a share or tmpfs in the running guest; the runner
+// answers with an "attached" event. Newlines cannot occur in JSON.stringify's output.
+Napi::Value Vm::Attach(const Napi::CallbackInfo& info) {
+  if (controlFd_ < 0 || info.Length() < 2 || !info[0].IsNumber() || !info[1].IsString()) return info.Env().Undefined();
+  const int64_t id = info[0].As<Napi::Number>().Int64Value();
+  const std::string spec = info[1].As<Napi::String>();
+  if (spec.find('\n') != std::string::npos) return info.Env().Undefined();
+  WriteAll(controlFd_, "attach " + std::to_string(id) + " " + spec + "\n");
   return info.Env().Undefined();
 }
 

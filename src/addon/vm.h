@@ -22,6 +22,7 @@ class Vm : public Napi::ObjectWrap<Vm> {
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Stop(const Napi::CallbackInfo& info);
   Napi::Value Verdict(const Napi::CallbackInfo& info);
+  Napi::Value Attach(const Napi::CallbackInfo& info);
   Napi::Value Pid(const Napi::CallbackInfo& info);
   Napi::Value KeepAlive(const Napi::CallbackInfo& info);
   Napi::Value LetGo(const Napi::CallbackInfo& info);

@@ -6,13 +6,13 @@
 // vsock modules; bring lo up; dial the runner on vsock (host CID 2, port
 // 1024); mount a tmpfs at /run and the VM's virtio-fs tree in it; set up
 // eth0 when the VM has a network (network.h); build the workload's root
-// (bind, or overlayfs with a tmpfs upper when the host folder is read-only);
-// mount the shares; serve execs on vsock port 1025 (exec_server.h), file
-// operations on 1026 (fs_server.h) and connections to guest ports on 1027
-// (forward.h), and say "ready". With a configured command it
-// runs that too, reports "exit N" / "signal N" when it ends and powers off
-// (under libkrun: exits with the command's status); without one it serves
-// until the host says "poweroff".
+// and mount the shares (root.h); serve execs on vsock port 1025
+// (exec_server.h), file operations on 1026 (fs_server.h) and connections to
+// guest ports on 1027 (forward.h), and say "ready". With a configured
+// command it runs that too, reports "exit N" / "signal N" when it ends and
+// powers off (under libkrun: exits with the command's status); without one
+// it serves until the host says "poweroff". The host may also ask it to
+// mount a volume attached to the running VM ("mount <id> <json>").
 //
 // Run as any other PID, it is a small vsock tool for workloads and tests:
 //   krunbox-agent vsock-connect PORT   stdio <-> host port PORT
@@ -29,7 +29,6 @@
 #include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,6 +44,7 @@
 #include "agent/forward.h"
 #include "agent/network.h"
 #include "agent/process.h"
+#include "agent/root.h"
 #include "agent/vsock.h"
 #include "common/agent_ports.h"
 #include "common/guest_config.h"
@@ -53,27 +53,12 @@ namespace agent {
 namespace {
 
 using krunbox::GuestConfig;
-using krunbox::GuestMount;
 using krunbox::kControlPort;
 using krunbox::kExecPort;
 using krunbox::kFsPort;
 using krunbox::kForwardPort;
 
 constexpr int kStopGraceMs = 3000;
-
-// `list` names modules in dependency order (scripts/build-runtime.mjs).
-void LoadModules(const char* list) {
-  std::ifstream order(list);
-  std::string name;
-  while (std::getline(order, name)) {
-    if (name.empty()) continue;
-    const std::string path = "/lib/modules/" + name;
-    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) Fail("open " + path);
-    if (syscall(SYS_finit_module, fd, "", 0) != 0 && errno != EEXIST) Fail("load module " + name);
-    close(fd);
-  }
-}
 
 int DialHost(uint32_t port) {
   // The virtio-vsock device may still be probing right after module load.
@@ -93,56 +78,24 @@ GuestConfig ReadConfig() {
   return krunbox::GuestConfigFromJson(text.str());
 }
 
-void BuildRoot(const GuestConfig& cfg) {
-  const std::string tree = kTreeDir;
-  MkdirP(kNewRoot);
-  if (cfg.rootReadOnly) {
-    // The host folder stays untouched: writes land in a tmpfs upper layer.
-    // virtio-fs submounts are automount points, which overlayfs refuses as
-    // a layer; a bind mount resolves it to the mounted root.
-    const std::string work = kWorkDir;
-    MkdirP(work + "/lower");
-    Mount((tree + "/root").c_str(), work + "/lower", nullptr, MS_BIND | MS_REC, nullptr);
-    MkdirP(work + "/overlay");
-    Mount("tmpfs", work + "/overlay", "tmpfs", 0, "mode=0755");
-    MkdirP(work + "/overlay/upper");
-    MkdirP(work + "/overlay/work");
-    const std::string opts =
-        "lowerdir=" + work + "/lower,upperdir=" + work + "/overlay/upper,workdir=" + work + "/overlay/work";
-    Mount("overlay", kNewRoot, "overlay", 0, opts.c_str());
-  } else {
-    Mount((tree + "/root").c_str(), kNewRoot, nullptr, MS_BIND | MS_REC, nullptr);
+// "mount <id> <json>" lines carry two paths.
+constexpr size_t kMaxControlLine = 16 << 10;
+
+// The host's "mount <id> <GuestMount JSON>" (a volume attached to the
+// running VM): mounts it in the workload's root; returns the answer line.
+std::string MountRequest(const std::string& request) {
+  const size_t space = request.find(' ');
+  const std::string id = request.substr(0, space);
+  try {
+    if (space == std::string::npos) throw SetupError("malformed mount request");
+    MountInRoot(krunbox::GuestMountFromJson(request.substr(space + 1)));
+    return "mounted " + id + "\n";
+  } catch (const std::exception& e) {
+    std::string why = e.what();
+    for (char& c : why)
+      if (c == '\n') c = ' ';
+    return "mount-failed " + id + " " + why + "\n";
   }
-  for (const GuestMount& m : cfg.mounts) {
-    const std::string target = std::string(kNewRoot) + m.target;
-    if (m.file) {
-      // A file is bound onto a file: make an empty one if the image has none.
-      MkdirP(target.substr(0, target.rfind('/')));
-      const int fd = open(target.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-      if (fd < 0) Fail("create the mount point " + m.target);
-      close(fd);
-    } else {
-      MkdirP(target);
-    }
-    if (m.kind == GuestMount::Kind::Tmpfs) {
-      const std::string opts = "mode=1777,size=" + std::to_string(m.sizeMiB) + "m";
-      Mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str());
-      continue;
-    }
-    Mount((tree + "/" + m.source).c_str(), target, nullptr, MS_BIND | MS_REC, nullptr);
-    if (m.readOnly)
-      Mount(nullptr, target, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr);
-  }
-  for (const char* d : {"/proc", "/sys", "/dev"}) MkdirP(std::string(kNewRoot) + d);
-  Mount("proc", std::string(kNewRoot) + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
-  Mount("sysfs", std::string(kNewRoot) + "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
-  Mount("devtmpfs", std::string(kNewRoot) + "/dev", "devtmpfs", MS_NOSUID, nullptr);
-  // Terminals for processes that ask for one (a new instance: /dev/ptmx in
-  // the root finds it at /dev/pts).
-  MkdirP(std::string(kNewRoot) + "/dev/pts");
-  Mount("devpts", std::string(kNewRoot) + "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "mode=0620,ptmxmode=0666");
-  MkdirP(std::string(kNewRoot) + "/tmp");
-  Mount("tmpfs", std::string(kNewRoot) + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
 }
 
 // The one event loop of PID 1: reaps every child (orphans re-parent to us),
@@ -154,7 +107,7 @@ std::optional<int> Serve(ExecServer& execs, FsServer& files, ForwardServer& forw
   sigemptyset(&mask);
   sigaddset(&mask, SIGCHLD);
   const int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-  std::string line;
+  std::string buffer;
   bool stopping = false;
   std::optional<int> commandStatus;
   for (;;) {
@@ -183,21 +136,28 @@ std::optional<int> Serve(ExecServer& execs, FsServer& files, ForwardServer& forw
     while (read(sfd, &si, sizeof si) == sizeof si) {
     }
     if (control >= 0 && fds[1].revents) {
-      char chunk[256];
+      char chunk[4096];
       const ssize_t r = read(control, chunk, sizeof chunk);
       if (r <= 0) {
         close(control);  // the host side is gone; nothing to report to
         control = -1;
       } else {
-        line.append(chunk, static_cast<size_t>(r));
-        if (line.find("poweroff\n") != std::string::npos && !stopping) {
-          stopping = true;
-          // The command may not have made its process group yet.
-          if (command > 0) kill(command, SIGTERM), kill(-command, SIGTERM);
-          execs.KillAll(SIGTERM);
-          files.KillAll(SIGKILL);  // file workers hold nothing worth a grace period
+        buffer.append(chunk, static_cast<size_t>(r));
+        size_t nl;
+        while ((nl = buffer.find('\n')) != std::string::npos) {
+          const std::string line = buffer.substr(0, nl);
+          buffer.erase(0, nl + 1);
+          if (line == "poweroff" && !stopping) {
+            stopping = true;
+            // The command may not have made its process group yet.
+            if (command > 0) kill(command, SIGTERM), kill(-command, SIGTERM);
+            execs.KillAll(SIGTERM);
+            files.KillAll(SIGKILL);  // file workers hold nothing worth a grace period
+          } else if (line.rfind("mount ", 0) == 0 && !stopping) {
+            WriteAll(control, MountRequest(line.substr(6)));
+          }
         }
-        if (line.size() > 4096) line.clear();
+        if (buffer.size() > kMaxControlLine) buffer.clear();
       }
     }
     execs.Handle(fds);
@@ -257,12 +217,15 @@ ExecSpec CommandSpec(const GuestConfig& cfg) {
     MkdirP(kTreeDir);
     // Read-write: the host decides what is read-only, per share.
     Mount("krunbox", kTreeDir, "virtiofs", 0, nullptr);
+    // Volumes are read in FUSE requests of at most 1 MiB: a deep readahead
+    // keeps several in flight (sequential reads about 1.5x faster).
+    SetReadAheadKb(kTreeDir, 4096);
     const GuestConfig cfg = ReadConfig();
     if (cfg.network) {
       if (pid1) LoadModules("/lib/modules/order.net");
       ConfigureEthernet(*cfg.network);
     }
-    BuildRoot(cfg);
+    BuildRoot(cfg, pid1);
     if (cfg.network) ProvideResolvConf(*cfg.network, kNewRoot, cfg.rootReadOnly);
     ExecServer execs(kExecPort);
     FsServer files(kFsPort);

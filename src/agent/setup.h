@@ -23,8 +23,13 @@ struct SetupError : std::runtime_error {
 // Throws SetupError with strerror(errno) appended.
 [[noreturn]] void Fail(const std::string& what);
 void Log(const std::string& msg);
+using krunbox::Fd;
 using krunbox::WriteAll;
 void MkdirP(const std::string& path);
 void Mount(const char* src, const std::string& target, const char* type, unsigned long flags, const char* data);
+// The readahead of the file system mounted at `mountPoint` (best effort).
+void SetReadAheadKb(const std::string& mountPoint, unsigned kb);
+// Loads the modules that `list` names (one a line, in dependency order).
+void LoadModules(const char* list);
 
 }  // namespace agent

@@ -8,14 +8,47 @@ namespace krunbox {
 
 using nlohmann::json;
 
+namespace {
+
+const char* const kRootSources[] = {"tree", "share", "disk"};
+
+json MountJson(const GuestMount& m) {
+  if (m.kind == GuestMount::Kind::Tmpfs) return {{"type", "tmpfs"}, {"target", m.target}, {"sizeMiB", m.sizeMiB}};
+  return {{"type", "share"}, {"source", m.source}, {"target", m.target}, {"readOnly", m.readOnly}, {"file", m.file}};
+}
+
+GuestMount MountFromJson(const json& m) {
+  GuestMount mount;
+  const std::string type = m.at("type").get<std::string>();
+  mount.target = m.at("target").get<std::string>();
+  if (type == "tmpfs") {
+    mount.kind = GuestMount::Kind::Tmpfs;
+    mount.sizeMiB = m.at("sizeMiB").get<uint32_t>();
+  } else if (type == "share") {
+    mount.source = m.at("source").get<std::string>();
+    mount.readOnly = m.at("readOnly").get<bool>();
+    mount.file = m.at("file").get<bool>();
+  } else {
+    throw std::runtime_error("unknown mount type \"" + type + "\"");
+  }
+  return mount;
+}
+
+}  // namespace
+
+std::string GuestMountToJson(const GuestMount& m) { return MountJson(m).dump(); }
+
+GuestMount GuestMountFromJson(const std::string& text) {
+  try {
+    return MountFromJson(json::parse(text));
+  } catch (const json::exception& e) {
+    throw std::runtime_error(std::string("malformed mount: ") + e.what());
+  }
+}
+
 std::string GuestConfigToJson(const GuestConfig& c) {
   json mounts = json::array();
-  for (const GuestMount& m : c.mounts) {
-    if (m.kind == GuestMount::Kind::Tmpfs)
-      mounts.push_back({{"type", "tmpfs"}, {"target", m.target}, {"sizeMiB", m.sizeMiB}});
-    else
-      mounts.push_back({{"type", "share"}, {"source", m.source}, {"target", m.target}, {"readOnly", m.readOnly}, {"file", m.file}});
-  }
+  for (const GuestMount& m : c.mounts) mounts.push_back(MountJson(m));
   json network = nullptr;
   if (c.network)
     network = {{"address", c.network->address},
@@ -26,6 +59,8 @@ std::string GuestConfigToJson(const GuestConfig& c) {
               {"env", c.env},
               {"workdir", c.workdir},
               {"rootReadOnly", c.rootReadOnly},
+              {"rootSource", kRootSources[static_cast<int>(c.rootSource)]},
+              {"rootPartition", c.rootPartition},
               {"mounts", mounts},
               {"network", network}}
       .dump();
@@ -39,22 +74,13 @@ GuestConfig GuestConfigFromJson(const std::string& text) {
     c.env = j.at("env").get<std::vector<std::string>>();
     c.workdir = j.at("workdir").get<std::string>();
     c.rootReadOnly = j.at("rootReadOnly").get<bool>();
-    for (const json& m : j.at("mounts")) {
-      GuestMount mount;
-      const std::string type = m.at("type").get<std::string>();
-      mount.target = m.at("target").get<std::string>();
-      if (type == "tmpfs") {
-        mount.kind = GuestMount::Kind::Tmpfs;
-        mount.sizeMiB = m.at("sizeMiB").get<uint32_t>();
-      } else if (type == "share") {
-        mount.source = m.at("source").get<std::string>();
-        mount.readOnly = m.at("readOnly").get<bool>();
-        mount.file = m.at("file").get<bool>();
-      } else {
-        throw std::runtime_error("unknown mount type \"" + type + "\"");
-      }
-      c.mounts.push_back(mount);
-    }
+    const std::string source = j.at("rootSource").get<std::string>();
+    int index = 0;
+    while (index < 3 && source != kRootSources[index]) index++;
+    if (index == 3) throw std::runtime_error("unknown root source \"" + source + "\"");
+    c.rootSource = static_cast<RootSource>(index);
+    c.rootPartition = j.at("rootPartition").get<uint32_t>();
+    for (const json& m : j.at("mounts")) c.mounts.push_back(MountFromJson(m));
     if (j.contains("network") && !j.at("network").is_null()) {
       const json& n = j.at("network");
       c.network = GuestNetwork{n.at("address").get<std::string>(), n.at("prefixLen").get<uint32_t>(),

@@ -27,16 +27,30 @@ struct GuestNetwork {
   uint32_t mtu = 0;
 };
 
+// Where the agent finds the root it builds the workload's / from.
+enum class RootSource {
+  Tree,   // root/ in the VM's virtio-fs tree (read-write roots; libkrun)
+  Share,  // its own virtio-fs device, tag kRootShareTag, cached without limit
+  Disk,   // the file system on the VM's one virtio-blk disk (/dev/vda)
+};
+constexpr const char* kRootShareTag = "krunbox-root";
+
 struct GuestConfig {
   std::vector<std::string> command;  // empty: serve execs until powered off
   std::vector<std::string> env;      // KEY=VALUE
   std::string workdir;
   bool rootReadOnly = false;         // overlay a tmpfs upper over the shared root
+  RootSource rootSource = RootSource::Tree;
+  uint32_t rootPartition = 0;        // Disk: 0 for the whole disk (or the first
+                                     // partition holding a root), else that partition
   std::vector<GuestMount> mounts;
   std::optional<GuestNetwork> network;  // none: no network device, only lo
 };
 
 std::string GuestConfigToJson(const GuestConfig& c);
+// One mount, as the runner asks the agent for it on a running VM ("mount <id> <json>").
+std::string GuestMountToJson(const GuestMount& m);
+GuestMount GuestMountFromJson(const std::string& text);
 // Throws std::runtime_error naming what is missing or malformed.
 GuestConfig GuestConfigFromJson(const std::string& text);
 

@@ -227,6 +227,30 @@ std::vector<PortForward> ParsePorts(const Reader& top) {
 
 }  // namespace
 
+Share ShareFromJson(const json& j, const std::string& field) {
+  Reader s(j, field);
+  Share sh;
+  sh.hostPath = s.RequiredString("hostPath");
+  sh.file = RequireDirOrFile(s.Field("hostPath"), sh.hostPath);
+  sh.guestPath = s.RequiredString("guestPath");
+  RequireAbsolute(s.Field("guestPath"), sh.guestPath);
+  if (sh.guestPath == "/") throw ConfigError(s.Field("guestPath"), "cannot be \"/\": the root is rootPath");
+  sh.readOnly = s.Bool("readOnly", false);
+  s.RejectUnknown();
+  return sh;
+}
+
+TmpfsMount TmpfsFromJson(const json& j, const std::string& field) {
+  Reader t(j, field);
+  TmpfsMount m;
+  m.guestPath = t.RequiredString("guestPath");
+  RequireAbsolute(t.Field("guestPath"), m.guestPath);
+  if (m.guestPath == "/") throw ConfigError(t.Field("guestPath"), "cannot be \"/\"");
+  m.sizeMiB = t.Uint("sizeMiB", 1, 1024 * 1024);
+  t.RejectUnknown();
+  return m;
+}
+
 const char* AccelName(Accel a) {
   switch (a) {
     case Accel::Kvm: return "kvm";
@@ -249,36 +273,36 @@ VmConfig VmConfigFromJson(const json& j) {
   c.rootPath = r.RequiredString("rootPath");
   RequireDir("rootPath", c.rootPath);
   c.rootReadOnly = r.Bool("rootReadOnly", false);
+  if (r.Has("rootDisk")) {
+    Reader d(r.Object("rootDisk"), "rootDisk");
+    RootDisk disk;
+    disk.path = d.RequiredString("path");
+    RequireAbsolute(d.Field("path"), disk.path);
+    RequireFile(d.Field("path"), disk.path, "give the path of a raw or qcow2 disk image");
+    disk.format = d.RequiredString("format");
+    if (disk.format != "raw" && disk.format != "qcow2")
+      throw ConfigError(d.Field("format"), "must be \"raw\" or \"qcow2\" (got \"" + disk.format + "\")");
+    disk.partition = d.Has("partition") ? d.Uint("partition", 0, 128) : 0;
+    d.RejectUnknown();
+    c.rootDisk = disk;
+    c.rootReadOnly = true;  // the image is never written; the guest gets an overlay
+  }
 
   std::set<std::string> guestPaths;
   const json& shares = r.Array("shares", kMaxShares);
   for (size_t i = 0; i < shares.size(); i++) {
-    Reader s(shares[i], "shares[" + std::to_string(i) + "]");
-    Share sh;
-    sh.hostPath = s.RequiredString("hostPath");
-    sh.file = RequireDirOrFile(s.Field("hostPath"), sh.hostPath);
-    sh.guestPath = s.RequiredString("guestPath");
-    RequireAbsolute(s.Field("guestPath"), sh.guestPath);
-    if (sh.guestPath == "/") throw ConfigError(s.Field("guestPath"), "cannot be \"/\": the root is rootPath");
-    if (!guestPaths.insert(sh.guestPath).second)
-      throw ConfigError(s.Field("guestPath"), "\"" + sh.guestPath + "\" is used by two shares");
-    sh.readOnly = s.Bool("readOnly", false);
-    s.RejectUnknown();
-    c.shares.push_back(sh);
+    const std::string field = "shares[" + std::to_string(i) + "]";
+    c.shares.push_back(ShareFromJson(shares[i], field));
+    if (!guestPaths.insert(c.shares.back().guestPath).second)
+      throw ConfigError(field + ".guestPath", "\"" + c.shares.back().guestPath + "\" is used by two shares");
   }
 
   const json& tmpfs = r.Array("tmpfs", kMaxShares);
   for (size_t i = 0; i < tmpfs.size(); i++) {
-    Reader t(tmpfs[i], "tmpfs[" + std::to_string(i) + "]");
-    TmpfsMount m;
-    m.guestPath = t.RequiredString("guestPath");
-    RequireAbsolute(t.Field("guestPath"), m.guestPath);
-    if (m.guestPath == "/") throw ConfigError(t.Field("guestPath"), "cannot be \"/\"");
-    if (!guestPaths.insert(m.guestPath).second)
-      throw ConfigError(t.Field("guestPath"), "\"" + m.guestPath + "\" is used by two mounts");
-    m.sizeMiB = t.Uint("sizeMiB", 1, 1024 * 1024);
-    t.RejectUnknown();
-    c.tmpfs.push_back(m);
+    const std::string field = "tmpfs[" + std::to_string(i) + "]";
+    c.tmpfs.push_back(TmpfsFromJson(tmpfs[i], field));
+    if (!guestPaths.insert(c.tmpfs.back().guestPath).second)
+      throw ConfigError(field + ".guestPath", "\"" + c.tmpfs.back().guestPath + "\" is used by two mounts");
   }
 
   std::set<uint32_t> ports;
@@ -380,6 +404,9 @@ json VmConfigToJson(const VmConfig& c) {
       {"cpus", c.cpus},             {"memoryMiB", c.memoryMiB},
       {"bootTimeoutMs", c.bootTimeoutMs},
       {"rootPath", c.rootPath},     {"rootReadOnly", c.rootReadOnly},
+      {"rootDisk", c.rootDisk ? json{{"path", c.rootDisk->path}, {"format", c.rootDisk->format},
+                                     {"partition", c.rootDisk->partition}}
+                              : json(nullptr)},
       {"shares", shares},           {"tmpfs", tmpfs},
       {"vsock", vsock},
       {"command", c.command},       {"env", c.env},

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -38,6 +39,15 @@ struct VsockPort {
   uint32_t port = 0;
   std::string socketPath;
   bool listen = false;
+};
+
+// A disk image whose file system becomes the guest's root. The VM opens it
+// read-only; the guest writes to a copy-on-write layer over it.
+struct RootDisk {
+  std::string path;        // a regular file
+  std::string format;      // "raw" | "qcow2"
+  uint32_t partition = 0;  // 0: the whole disk's file system, else the first partition
+                           // holding a root (one with /etc); N: partition N
 };
 
 enum class Accel { Auto, Kvm, Tcg };
@@ -75,8 +85,10 @@ struct VmConfig {
   Accel accel = Accel::Auto;      // qemu only; libkrun always uses KVM/HVF
   uint32_t cpus = 0;
   uint32_t memoryMiB = 0;
-  std::string rootPath;           // host folder that becomes the guest's /
+  std::string rootPath;           // host folder that becomes the guest's / (with
+                                  // rootDisk: libkrun's own root, which holds the agent)
   bool rootReadOnly = false;
+  std::optional<RootDisk> rootDisk;  // the root is a disk image's file system
   std::vector<Share> shares;
   std::vector<TmpfsMount> tmpfs;
   std::vector<VsockPort> vsock;
@@ -125,6 +137,10 @@ constexpr uint32_t kMaxPortForwards = 64;
 
 // Parses and validates; throws ConfigError naming the field.
 VmConfig VmConfigFromJson(const nlohmann::json& j);
+// One entry of "shares" / "tmpfs" (also what the addon attaches to a running
+// VM); `field` prefixes the names in errors.
+Share ShareFromJson(const nlohmann::json& j, const std::string& field);
+TmpfsMount TmpfsFromJson(const nlohmann::json& j, const std::string& field);
 nlohmann::json VmConfigToJson(const VmConfig& c);
 
 const char* AccelName(Accel a);

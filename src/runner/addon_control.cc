@@ -6,7 +6,8 @@
 
 namespace krunbox {
 namespace {
-constexpr size_t kMaxLine = 256;
+// An attach line carries two paths.
+constexpr size_t kMaxLine = 16 << 10;
 }  // namespace
 
 std::optional<AddonCommand> ParseAddonLine(const std::string& line) {
@@ -24,11 +25,18 @@ std::optional<AddonCommand> ParseAddonLine(const std::string& line) {
     c.allowed = std::string(end) == " 1";
     return c;
   }
+  if (line.rfind("attach ", 0) == 0) {
+    c.kind = AddonCommand::Kind::Attach;
+    c.id = strtoull(line.c_str() + 7, &end, 10);
+    if (!end || *end != ' ') return std::nullopt;
+    c.spec = end + 1;
+    return c;
+  }
   return std::nullopt;
 }
 
 bool AddonControl::Read(std::vector<AddonCommand>& out) {
-  char chunk[1024];
+  char chunk[4096];
   const ssize_t n = read(fd_, chunk, sizeof chunk);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;
   if (n <= 0) return false;

@@ -2,6 +2,9 @@
 //   "stop <graceMs>"          power off (grace 0: kill the VM now)
 //   "verdict <id> <1|0>"      the host program's onConnect answer to a
 //                             "connect-request" event
+//   "attach <id> <json>"      mount a share ({hostPath, guestPath, readOnly})
+//                             or a tmpfs ({tmpfs: {guestPath, sizeMiB}}) in the
+//                             running guest; answered by an "attached" event
 #pragma once
 
 #include <cstdint>
@@ -12,11 +15,12 @@
 namespace krunbox {
 
 struct AddonCommand {
-  enum class Kind { Stop, Verdict };
+  enum class Kind { Stop, Verdict, Attach };
   Kind kind = Kind::Stop;
   int64_t graceMs = 0;
   uint64_t id = 0;
   bool allowed = false;
+  std::string spec;  // Attach: the JSON, parsed by the backend
 };
 
 // nullopt for a line that is none of the above.

@@ -56,9 +56,18 @@ void ParseControlLine(const std::string& line, GuestReport& report) {
     report.signal = atoi(line.c_str() + 7) & 0x7f;
   } else if (line.rfind("error ", 0) == 0) {
     report.error = line.substr(6);
+  } else if (line.rfind("mounted ", 0) == 0) {
+    report.mounts.push_back({strtoull(line.c_str() + 8, nullptr, 10), ""});
+  } else if (line.rfind("mount-failed ", 0) == 0) {
+    char* end = nullptr;
+    const uint64_t id = strtoull(line.c_str() + 13, &end, 10);
+    const std::string why = end && *end == ' ' ? std::string(end + 1) : "";
+    report.mounts.push_back({id, why.empty() ? "the guest agent could not mount it" : why});
   }
 }
 
-bool ControlChannel::RequestPowerOff() { return conn_.valid() && WriteAll(conn_.get(), "poweroff\n"); }
+bool ControlChannel::RequestPowerOff() { return Send("poweroff"); }
+
+bool ControlChannel::Send(const std::string& line) { return conn_.valid() && WriteAll(conn_.get(), line + "\n"); }
 
 }  // namespace krunbox

@@ -2,7 +2,8 @@
 // connects to host vsock port kControlPort as soon as the guest is up and
 // speaks text lines (the guest is untrusted: every line is bounded):
 //   guest -> host  "ready" | "exit <code>" | "signal <n>" | "error <text>"
-//   host -> guest  "poweroff"
+//                  "mounted <id>" | "mount-failed <id> <text>"
+//   host -> guest  "poweroff" | "mount <id> <GuestMount JSON>"
 #pragma once
 
 #include <poll.h>
@@ -14,12 +15,19 @@
 
 namespace krunbox {
 
+// The agent's answer to "mount <id> ..." (error empty: mounted).
+struct MountReply {
+  uint64_t id = 0;
+  std::string error;
+};
+
 struct GuestReport {
   bool ready = false;
   bool exited = false;
   int code = 0;
   int signal = 0;
   std::string error;
+  std::vector<MountReply> mounts;  // answers not yet taken by the backend
 };
 
 // Applies one line from the agent to `report`; unknown lines are ignored.
@@ -32,6 +40,8 @@ class ControlChannel {
   void AddPollFds(std::vector<pollfd>& fds) const;
   void Handle(const std::vector<pollfd>& fds, GuestReport& report);
   bool RequestPowerOff();
+  // One line to the agent (no newline in `line`); false without a connection.
+  bool Send(const std::string& line);
 
  private:
   std::string path_;

@@ -14,6 +14,7 @@
 
 #include "common/agent_ports.h"
 #include "runner/addon_control.h"
+#include "runner/attach.h"
 #include "runner/backend.h"
 #include "runner/control.h"
 #include "runner/net/guest_network.h"
@@ -38,9 +39,13 @@ struct KrunApi {
   int32_t (*set_workdir)(uint32_t, const char*);
   int32_t (*set_console_output)(uint32_t, const char*);
   int32_t (*start_enter)(uint32_t);
-  // Only for VMs with a network (newer libkrun).
+  // Only for VMs with a network, or a disk image root (newer libkrun).
   int32_t (*add_net_unixstream)(uint32_t, const char*, int, uint8_t*, uint32_t, uint32_t);
+  int32_t (*add_disk2)(uint32_t, const char*, const char*, uint32_t, bool);
 };
+
+// krun_add_disk2's disk_format values (libkrun.h).
+constexpr uint32_t kKrunDiskFormatRaw = 0, kKrunDiskFormatQcow2 = 1;
 
 const char* const kInstallHint =
     "install libkrun (Fedora: dnf install libkrun; Debian/Ubuntu: apt-get install libkrun1; "
@@ -69,6 +74,7 @@ KrunApi LoadLibkrun(const std::string& override) {
   sym(api.set_console_output, "krun_set_console_output");
   sym(api.start_enter, "krun_start_enter");
   api.add_net_unixstream = reinterpret_cast<decltype(api.add_net_unixstream)>(dlsym(lib, "krun_add_net_unixstream"));
+  api.add_disk2 = reinterpret_cast<decltype(api.add_disk2)>(dlsym(lib, "krun_add_disk2"));
   return api;
 }
 
@@ -80,8 +86,8 @@ void Check(int32_t rc, const char* call) {
 // control connection and the addon's control lines are served here.
 class ControlThread {
  public:
-  ControlThread(const std::string& path, RunContext& ctx, net::NetService& net)
-      : channel_(path), ctx_(ctx), net_(net), addon_(ctx.controlFd) {}
+  ControlThread(const std::string& path, const std::string& tree, RunContext& ctx, net::NetService& net)
+      : channel_(path), ctx_(ctx), net_(net), addon_(ctx.controlFd), attachments_(tree, ctx.events) {}
   void Start() {
     std::thread([this] { Loop(); }).detach();
   }
@@ -96,6 +102,7 @@ class ControlThread {
       channel_.AddPollFds(fds);
       poll(fds.data(), fds.size(), deadline < 0 ? -1 : static_cast<int>(std::max<int64_t>(0, deadline - NowMs())));
       channel_.Handle(fds, report);
+      attachments_.TakeReplies(report);
       if (report.ready && !ready) {
         ready = true;
         ctx_.events.Send({{"event", "ready"}});
@@ -106,6 +113,10 @@ class ControlThread {
         for (const AddonCommand& cmd : commands) {
           if (cmd.kind == AddonCommand::Kind::Verdict) {
             net_.Verdict(cmd.id, cmd.allowed);
+            continue;
+          }
+          if (cmd.kind == AddonCommand::Kind::Attach) {
+            attachments_.Request(cmd, channel_, ready && deadline < 0);
             continue;
           }
           // Ask the agent to power off; without it (or without time) end the VM now.
@@ -126,6 +137,7 @@ class ControlThread {
   RunContext& ctx_;
   net::NetService& net_;
   AddonControl addon_;
+  Attachments attachments_;
 };
 
 class LibkrunBackend : public Backend {
@@ -144,11 +156,11 @@ class LibkrunBackend : public Backend {
       ~Folder() { UnmountSharedTree(tree); }  // before RunDir removes the folder
     } folder;
     const std::string& tree = folder.tree;
-    BuildSharedTree(c, tree);
+    BuildSharedTree(c, tree, c.rootDisk ? RootSource::Disk : RootSource::Tree);
     const std::string controlPath = folder.dir.path() + "/ctl.sock";
     // Never destroyed, like the control thread: both run until the process ends.
     net::NetService& net = *new net::NetService(c, ctx.events);
-    ControlThread& control = *new ControlThread(controlPath, ctx, net);
+    ControlThread& control = *new ControlThread(controlPath, tree, ctx, net);
 
     const int32_t id = krun.create_ctx();
     Check(id, "krun_create_ctx");
@@ -157,6 +169,16 @@ class LibkrunBackend : public Backend {
     if (c.rootReadOnly) Check(krun.add_virtiofs3(ctxId, "/dev/root", c.rootPath.c_str(), 0, true), "krun_add_virtiofs3");
     else Check(krun.set_root(ctxId, c.rootPath.c_str()), "krun_set_root");
     Check(krun.add_virtiofs3(ctxId, "krunbox", tree.c_str(), 0, false), "krun_add_virtiofs3");
+    if (c.rootDisk) {
+      // The guest's /dev/vda, opened read-only (the agent overlays it), in
+      // the format the user gave: libkrun never probes it.
+      if (!krun.add_disk2)
+        throw RunnerError("LIBKRUN_TOO_OLD", "this libkrun has no krun_add_disk2, which a disk image root needs; "
+                                             "install a newer libkrun (" + std::string(kInstallHint) + ")");
+      Check(krun.add_disk2(ctxId, "root", c.rootDisk->path.c_str(),
+                           c.rootDisk->format == "qcow2" ? kKrunDiskFormatQcow2 : kKrunDiskFormatRaw, true),
+            "krun_add_disk2");
+    }
     // No TSI: without this libkrun would give the guest the host's network.
     Check(krun.disable_implicit_vsock(ctxId), "krun_disable_implicit_vsock");
     Check(krun.add_vsock(ctxId, 0), "krun_add_vsock");

@@ -16,6 +16,7 @@
 
 #include "common/agent_ports.h"
 #include "runner/addon_control.h"
+#include "runner/attach.h"
 #include "runner/backend.h"
 #include "runner/console.h"
 #include "runner/control.h"
@@ -88,7 +89,8 @@ class QemuBackend : public Backend {
   RunDir* dir_ = nullptr;
   net::NetService* net_ = nullptr;
   AddonControl* addon_ = nullptr;
-  std::string treeDir_, fsSock_, vsockVhost_, vsockUds_, consolePath_, consoleFifo_;
+  RootSource rootSource_ = RootSource::Tree;
+  std::string treeDir_, rootDir_, fsSock_, rootFsSock_, vsockVhost_, vsockUds_, consolePath_, consoleFifo_;
   int attempts_ = 0;
   std::vector<pid_t> helpers_;
   std::vector<sock_filter> shareFilter_;
@@ -111,17 +113,31 @@ Attempt QemuBackend::Boot(RunContext& ctx, Accel accel, uint32_t readyTimeoutMs)
   // still hold its pid file lock while it exits.
   const std::string attempt = std::to_string(++attempts_);
   fsSock_ = rd + "/fs" + attempt + ".sock";
+  rootFsSock_ = rootSource_ == RootSource::Share ? rd + "/rootfs" + attempt + ".sock" : "";
   vsockVhost_ = rd + "/vsock" + attempt + ".vhost";
   vsockUds_ = rd + "/v" + attempt + ".sock";
 
+  // The helpers start side by side; QEMU needs all their sockets.
   const std::string fsLog = rd + "/virtiofsd.log", vsockLog = rd + "/vsock.log", qemuLog = rd + "/qemu.log";
-  const pid_t fsd = SpawnHelper(VirtiofsdArgs(c, treeDir_, fsSock_), fsLog, -1, &shareFilter_);
-  helpers_.push_back(fsd);
-  const pid_t vsd = SpawnHelper(
-      {c.vsockDaemonPath, "--vm", "guest-cid=3,socket=" + vsockVhost_ + ",uds-path=" + vsockUds_}, vsockLog);
-  helpers_.push_back(vsd);
-  WaitForSocket(fsSock_, fsd, fsLog);
-  WaitForSocket(vsockVhost_, vsd, vsockLog);
+  struct Pending {
+    std::string socket;
+    pid_t pid;
+    std::string log;
+  };
+  std::vector<Pending> pending;
+  auto spawn = [&](const std::vector<std::string>& argv, const std::string& socket, const std::string& log,
+                   const std::vector<sock_filter>* filter) {
+    const pid_t pid = SpawnHelper(argv, log, -1, filter);
+    helpers_.push_back(pid);
+    pending.push_back({socket, pid, log});
+  };
+  spawn(VirtiofsdArgs(c, treeDir_, fsSock_, ShareCaching::Coherent), fsSock_, fsLog, &shareFilter_);
+  if (!rootFsSock_.empty())
+    spawn(VirtiofsdArgs(c, rootDir_, rootFsSock_, ShareCaching::Immutable), rootFsSock_, rd + "/virtiofsd-root.log",
+          &shareFilter_);
+  spawn({c.vsockDaemonPath, "--vm", "guest-cid=3,socket=" + vsockVhost_ + ",uds-path=" + vsockUds_}, vsockVhost_,
+        vsockLog, nullptr);
+  for (const Pending& p : pending) WaitForSocket(p.socket, p.pid, p.log);
 
   VsockBridge bridge(vsockUds_);
   ControlChannel control(bridge.GuestToHostPath(kControlPort));
@@ -135,12 +151,13 @@ Attempt QemuBackend::Boot(RunContext& ctx, Accel accel, uint32_t readyTimeoutMs)
 
   ConsoleSink console(consoleFifo_, consolePath_, c.consoleLimitBytes);
   Fd guestLink = net_->HasNetwork() ? net_->NewGuestLink() : Fd();
-  const QemuEndpoints endpoints{consoleFifo_, fsSock_, vsockVhost_, guestLink.valid()};
+  const QemuEndpoints endpoints{consoleFifo_, fsSock_, rootFsSock_, vsockVhost_, guestLink.valid()};
   const std::optional<long> tscKhz = accel == Accel::Tcg ? ParseTscKhz(ReadProcFile("/proc/cpuinfo")) : std::nullopt;
   const pid_t qemu = SpawnHelper(QemuArgs(c, accel, endpoints, tscKhz), qemuLog, guestLink.get());
   guestLink.reset();
   ctx.events.Send({{"event", "booting"}, {"accel", AccelName(accel)}, {"pid", qemu}});
 
+  Attachments attachments(treeDir_, ctx.events);
   Attempt at;
   const int64_t readyDeadline = NowMs() + readyTimeoutMs;
   int64_t stopDeadline = -1;
@@ -182,6 +199,10 @@ Attempt QemuBackend::Boot(RunContext& ctx, Accel accel, uint32_t readyTimeoutMs)
           net_->Verdict(cmd.id, cmd.allowed);
           continue;
         }
+        if (cmd.kind == AddonCommand::Kind::Attach) {
+          attachments.Request(cmd, control, at.ready && !at.stopped);
+          continue;
+        }
         at.stopped = true;
         if (at.ready && cmd.graceMs > 0 && control.RequestPowerOff()) {
           if (stopDeadline < 0) stopDeadline = NowMs() + cmd.graceMs;
@@ -191,6 +212,7 @@ Attempt QemuBackend::Boot(RunContext& ctx, Accel accel, uint32_t readyTimeoutMs)
       }
     }
     control.Handle(fds, at.report);
+    attachments.TakeReplies(at.report);
     if (at.report.ready && !at.ready) {
       at.ready = true;
       ctx.events.Send({{"event", "ready"}});
@@ -226,17 +248,22 @@ void QemuBackend::Run(RunContext& ctx) {
   dir_ = &dir;
   const std::string& rd = dir.path();
   treeDir_ = rd + "/fs";
+  rootDir_ = rd + "/root";
   consolePath_ = c.consolePath.empty() ? rd + "/console.log" : c.consolePath;
   consoleFifo_ = rd + "/console";
   struct Cleanup {
     QemuBackend* self;
-    std::string tree;
     ~Cleanup() {
       self->KillHelpers();
-      UnmountSharedTree(tree);
+      UnmountSharedTree(self->treeDir_);
+      UnmountSharedTree(self->rootDir_);
     }
-  } cleanup{this, treeDir_};
-  BuildSharedTree(c, treeDir_);
+  } cleanup{this};
+  // A read-only root folder never changes while VMs run: it gets a share
+  // server of its own that lets the guest cache it (see BindRootShare).
+  rootSource_ = c.rootDisk ? RootSource::Disk : c.rootReadOnly ? RootSource::Share : RootSource::Tree;
+  BuildSharedTree(c, treeDir_, rootSource_);
+  if (rootSource_ == RootSource::Share) BindRootShare(c, rootDir_);
   shareFilter_ = ShareServerFilter();
   // Published ports are bound before the boot: a taken one fails the start.
   net::NetService net(c, ctx.events);

@@ -4,6 +4,7 @@
 
 #include <sstream>
 
+#include "common/guest_config.h"
 #include "runner/net/guest_network.h"
 
 namespace krunbox {
@@ -48,6 +49,15 @@ std::vector<std::string> QemuArgs(const VmConfig& c, Accel accel, const QemuEndp
       "-chardev", "socket,id=vsock,path=" + QemuOptValue(endpoints.vsockSocket),
       "-device", "vhost-user-vsock-device,chardev=vsock",
   };
+  if (!endpoints.rootFsSocket.empty())
+    a.insert(a.end(), {"-chardev", "socket,id=rootfs,path=" + QemuOptValue(endpoints.rootFsSocket), "-device",
+                       std::string("vhost-user-fs-device,chardev=rootfs,tag=") + kRootShareTag});
+  if (c.rootDisk)
+    // Read-only for QEMU itself (a shared lock: many VMs may use one image);
+    // the guest writes to an overlay. The format is never probed.
+    a.insert(a.end(), {"-drive",
+                       "if=none,id=root,readonly=on,format=" + c.rootDisk->format + ",file=" + QemuOptValue(c.rootDisk->path),
+                       "-device", "virtio-blk-device,drive=root"});
   if (endpoints.network)
     a.insert(a.end(), {"-netdev", "stream,id=net,addr.type=fd,addr.str=" + std::to_string(kQemuNetFd), "-device",
                        std::string("virtio-net-device,netdev=net,mac=") + net::GuestMacText()});
@@ -55,9 +65,14 @@ std::vector<std::string> QemuArgs(const VmConfig& c, Accel accel, const QemuEndp
   return a;
 }
 
-std::vector<std::string> VirtiofsdArgs(const VmConfig& c, const std::string& treeDir, const std::string& socket) {
-  return {c.virtiofsdPath,       "--socket-path=" + socket, "--shared-dir=" + treeDir, "--cache=auto",
-          "--announce-submounts", "--sandbox=namespace",     "--modcaps=-mknod:-setfcap:-fsetid", "--log-level=warn"};
+std::vector<std::string> VirtiofsdArgs(const VmConfig& c, const std::string& dir, const std::string& socket,
+                                       ShareCaching caching) {
+  std::vector<std::string> a = {c.virtiofsdPath, "--socket-path=" + socket, "--shared-dir=" + dir,
+                                "--announce-submounts", "--sandbox=namespace", "--modcaps=-mknod:-setfcap:-fsetid",
+                                "--log-level=warn"};
+  if (caching == ShareCaching::Immutable) a.insert(a.end(), {"--cache=always", "--readonly"});
+  else a.push_back("--cache=auto");
+  return a;
 }
 
 }  // namespace krunbox

@@ -13,7 +13,8 @@ namespace krunbox {
 // The runner's sockets and FIFOs QEMU connects to.
 struct QemuEndpoints {
   std::string consoleFifo;  // base path of the console's .in/.out FIFOs
-  std::string fsSocket;     // virtiofsd's vhost-user socket
+  std::string fsSocket;     // virtiofsd's vhost-user socket (the tree)
+  std::string rootFsSocket; // the root's own virtiofsd (RootSource::Share); empty: none
   std::string vsockSocket;  // vhost-device-vsock's vhost-user socket
   bool network = false;     // a virtio-net device on kQemuNetFd
 };
@@ -26,11 +27,19 @@ constexpr int kQemuNetFd = 3;
 std::vector<std::string> QemuArgs(const VmConfig& c, Accel accel, const QemuEndpoints& endpoints,
                                   std::optional<long> tscKhz);
 
+// How a share server lets the guest cache what it exports.
+enum class ShareCaching {
+  Coherent,   // folders the host may change: the guest rechecks (cache=auto)
+  Immutable,  // a read-only root that never changes while VMs run: cached
+              // without limit, and refused writes by the server too
+};
+
 // The share server's command line: the Rust virtiofsd (>= 1.10) exporting
-// `treeDir` on `socket`, without the capabilities to make device nodes or
+// `dir` on `socket`, without the capabilities to make device nodes or
 // file capabilities, or to keep a setuid/setgid bit through a write
 // (ShareServerFilter refuses device nodes and setting those bits too).
-std::vector<std::string> VirtiofsdArgs(const VmConfig& c, const std::string& treeDir, const std::string& socket);
+std::vector<std::string> VirtiofsdArgs(const VmConfig& c, const std::string& dir, const std::string& socket,
+                                       ShareCaching caching);
 
 // The "cpu MHz" of the first CPU in /proc/cpuinfo's text, in kHz.
 std::optional<long> ParseTscKhz(const std::string& cpuinfo);

@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -42,6 +43,10 @@ void EnsureBase(const std::string& base) {
   if (!S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 077) != 0)
     throw RunnerError("SETUP_FAILED", base + " must be a folder owned by you with mode 0700; remove it and retry");
 }
+
+// Host-side folders beside the tree for shares attached later (AttachedShares).
+std::string AttachPoints(const std::string& tree) { return tree + "-attached"; }
+std::string AttachStaging(const std::string& tree) { return tree + "-staging"; }
 
 // A run folder whose lock nobody holds belongs to a runner that was killed.
 void SweepStale(const std::string& base) {
@@ -84,6 +89,13 @@ void MakeDir(const std::string& path) {
   if (mkdir(path.c_str(), 0755) != 0) ThrowErrno("SETUP_FAILED", "mkdir " + path);
 }
 
+// A bind mount needs a mount point of its own kind: a file for a file.
+void MakeMountPoint(const std::string& path, bool file) {
+  if (!file) return MakeDir(path);
+  Fd fd(open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (!fd.valid()) ThrowErrno("SETUP_FAILED", "create " + path);
+}
+
 void EnterMountNamespace() {
   const bool root = geteuid() == 0;
   if (root) {
@@ -122,29 +134,35 @@ RunDir::RunDir() {
 
 RunDir::~RunDir() { RemoveTreeAt(AT_FDCWD, path_.c_str(), true); }
 
-void BuildSharedTree(const VmConfig& config, const std::string& dir) {
+void BuildSharedTree(const VmConfig& config, const std::string& dir, RootSource root) {
   EnterMountNamespace();
   MakeDir(dir);
   if (mount("krunbox", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=4m") != 0)
     ThrowErrno("SETUP_FAILED", "mount tmpfs at " + dir);
   {
     Fd fd(open((dir + "/config.json").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-    if (!fd.valid() || !WriteAll(fd.get(), GuestConfigToJson(GuestConfigFor(config)))) ThrowErrno("SETUP_FAILED", "write guest config");
+    if (!fd.valid() || !WriteAll(fd.get(), GuestConfigToJson(GuestConfigFor(config, root))))
+      ThrowErrno("SETUP_FAILED", "write guest config");
   }
-  MakeDir(dir + "/root");
-  BindInto(config.rootPath, dir + "/root", config.rootReadOnly);
+  if (root == RootSource::Tree) {
+    MakeDir(dir + "/root");
+    BindInto(config.rootPath, dir + "/root", config.rootReadOnly);
+  }
   MakeDir(dir + "/shares");
   for (size_t i = 0; i < config.shares.size(); i++) {
     const std::string target = dir + "/shares/" + std::to_string(i);
-    if (config.shares[i].file) {
-      // A bind mount needs a mount point of its own kind.
-      Fd fd(open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-      if (!fd.valid()) ThrowErrno("SETUP_FAILED", "create " + target);
-    } else {
-      MakeDir(target);
-    }
+    MakeMountPoint(target, config.shares[i].file);
     BindInto(config.shares[i].hostPath, target, config.shares[i].readOnly);
   }
+  // Mount points for shares attached while the VM runs: a read-only bind
+  // of a folder only the runner writes to (the guest can't create entries),
+  // made a shared mount so that mounts under it later propagate into the
+  // share server's own mount namespace (a slave of ours once it starts).
+  MakeDir(dir + "/attached");
+  MakeDir(AttachPoints(dir));
+  BindInto(AttachPoints(dir), dir + "/attached", true);
+  if (mount(nullptr, (dir + "/attached").c_str(), nullptr, MS_SHARED, nullptr) != 0)
+    ThrowErrno("SETUP_FAILED", "make " + dir + "/attached a shared mount");
   // The tree itself is read-only too: the guest can't rewrite its config.
   MountAttr attr{kAttrRdonly, 0, 0, 0};
   if (syscall(SYS_mount_setattr, AT_FDCWD, dir.c_str(), 0, &attr, sizeof attr) != 0 &&
@@ -152,10 +170,51 @@ void BuildSharedTree(const VmConfig& config, const std::string& dir) {
     ThrowErrno("SETUP_FAILED", "make " + dir + " read-only");
 }
 
+void BindRootShare(const VmConfig& config, const std::string& dir) {
+  MakeDir(dir);
+  BindInto(config.rootPath, dir, true);
+}
+
 void UnmountSharedTree(const std::string& dir) { umount2(dir.c_str(), MNT_DETACH); }
 
-GuestConfig GuestConfigFor(const VmConfig& config) {
+GuestMount AttachedShares::Add(const Share& share) {
+  const std::string n = std::to_string(next_++);
+  const std::string staging = AttachStaging(tree_), staged = staging + "/" + n;
+  const std::string point = AttachPoints(tree_) + "/" + n, target = tree_ + "/attached/" + n;
+  if (mkdir(staging.c_str(), 0700) != 0 && errno != EEXIST) ThrowErrno("SETUP_FAILED", "mkdir " + staging);
+  MakeMountPoint(staged, share.file);
+  struct Unstage {
+    std::string path;
+    ~Unstage() {
+      umount2(path.c_str(), MNT_DETACH);
+      remove(path.c_str());
+    }
+  } unstage{staged};
+  // Read-only, nosuid and nodev are set here, out of the share server's
+  // sight: the copy that propagates to it is made with them (mount
+  // attributes set later would not propagate).
+  BindInto(share.hostPath, staged, share.readOnly);
+  MakeMountPoint(point, share.file);
+  if (mount(staged.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+    const int err = errno;
+    remove(point.c_str());
+    errno = err;
+    ThrowErrno("SETUP_FAILED", "bind " + share.hostPath);
+  }
+  GuestMount m;
+  m.source = "attached/" + n;
+  m.target = share.guestPath;
+  m.readOnly = share.readOnly;
+  m.file = share.file;
+  return m;
+}
+
+void AttachedShares::Remove(const GuestMount& m) { umount2((tree_ + "/" + m.source).c_str(), MNT_DETACH); }
+
+GuestConfig GuestConfigFor(const VmConfig& config, RootSource root) {
   GuestConfig g;
+  g.rootSource = root;
+  g.rootPartition = config.rootDisk ? config.rootDisk->partition : 0;
   g.command = config.command;
   g.env = config.env;
   g.workdir = config.workdir;

@@ -25,19 +25,44 @@ class RunDir {
 };
 
 // Enters a private mount namespace and builds, at `dir`, the tree the guest
-// mounts from its single virtio-fs device:
+// mounts from its virtio-fs device:
 //   config.json   what the guest agent runs (GuestConfigFor below)
-//   root/         bind of config.rootPath
+//   root/         bind of config.rootPath, when `root` is RootSource::Tree
 //   shares/<i>/   bind of config.shares[i].hostPath
 // Read-only folders are read-only bind mounts (recursively): the host kernel
 // refuses the writes whatever the guest or the file server does. One device
 // for all shares keeps interrupt lines and helper processes to one per VM.
-void BuildSharedTree(const VmConfig& config, const std::string& dir);
+void BuildSharedTree(const VmConfig& config, const std::string& dir, RootSource root);
+
+// A read-only root served by a share server of its own (RootSource::Share):
+// a read-only bind of config.rootPath at `dir` (after BuildSharedTree, in
+// its namespace). The image never changes while VMs run, so that server
+// lets the guest cache it without limit, while the tree keeps coherent
+// caching for folders the host may change.
+void BindRootShare(const VmConfig& config, const std::string& dir);
+
+// Shares attached to a running VM (a warm pool's sandbox gets its volumes
+// when it is handed out). Each is bind-mounted at attached/<n> in the tree
+// built by BuildSharedTree, in the runner's namespace, from where the mount
+// propagates into the share server's: read-only ones are read-only (and all
+// nosuid, nodev) there as well.
+class AttachedShares {
+ public:
+  explicit AttachedShares(std::string treeDir) : tree_(std::move(treeDir)) {}
+  // Mounts `share` into the tree; returns what the agent is to mount. Throws RunnerError.
+  GuestMount Add(const Share& share);
+  // Takes a share back out (the guest could not mount it).
+  void Remove(const GuestMount& m);
+
+ private:
+  std::string tree_;
+  uint64_t next_ = 0;
+};
 
 // Detaches the tree (it lives only in the runner's namespace anyway).
 void UnmountSharedTree(const std::string& dir);
 
 // The guest agent's part of the config, as written to config.json.
-GuestConfig GuestConfigFor(const VmConfig& config);
+GuestConfig GuestConfigFor(const VmConfig& config, RootSource root);
 
 }  // namespace krunbox

@@ -60,7 +60,13 @@ int32_t krun_set_workdir(uint32_t ctx, const char *dir) { record("krun_set_workd
 int32_t krun_set_console_output(uint32_t ctx, const char *path) {
   record("krun_set_console_output %u %s", ctx, path); return 0;
 }
+/* Without KRUN_DOUBLE_WITHOUT_NET: a libkrun built with its newer devices
+ * (a virtio-net on a unixstream, block devices). */
 #ifndef KRUN_DOUBLE_WITHOUT_NET
+int32_t krun_add_disk2(uint32_t ctx, const char *id, const char *path, uint32_t format, bool ro) {
+  record("krun_add_disk2 %u %s %s %u %d", ctx, id, path, format, ro); return 0;
+}
+
 static int net_fd = -1;
 
 int32_t krun_add_net_unixstream(uint32_t ctx, const char *path, int fd, uint8_t *const mac, uint32_t features,

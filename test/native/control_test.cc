@@ -58,3 +58,24 @@ TEST_CASE("control lines from the addon") {
   CHECK_FALSE(ParseAddonLine("verdict 42"));
   CHECK_FALSE(ParseAddonLine("stopper"));
 }
+
+TEST_CASE("attach requests from the addon, and the agent's answers") {
+  const auto a = ParseAddonLine(R"(attach 7 {"hostPath":"/srv/a","guestPath":"/a","readOnly":true})");
+  REQUIRE(a);
+  CHECK(a->kind == AddonCommand::Kind::Attach);
+  CHECK(a->id == 7);
+  CHECK(a->spec == R"({"hostPath":"/srv/a","guestPath":"/a","readOnly":true})");
+  CHECK_FALSE(ParseAddonLine("attach 7"));
+  CHECK_FALSE(ParseAddonLine("attach x {}"));
+
+  GuestReport r;
+  ParseControlLine("mounted 7", r);
+  ParseControlLine("mount-failed 8 mount bind at /run/root/a: No such file or directory", r);
+  ParseControlLine("mount-failed 9", r);
+  REQUIRE(r.mounts.size() == 3);
+  CHECK(r.mounts[0].id == 7);
+  CHECK(r.mounts[0].error.empty());
+  CHECK(r.mounts[1].id == 8);
+  CHECK(r.mounts[1].error == "mount bind at /run/root/a: No such file or directory");
+  CHECK_FALSE(r.mounts[2].error.empty());  // a failure is never read as success
+}

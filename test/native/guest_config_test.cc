@@ -14,6 +14,8 @@ TEST_CASE("GuestConfig survives a JSON round trip") {
   c.env = {"A=1", "B=two words"};
   c.workdir = "/work";
   c.rootReadOnly = true;
+  c.rootSource = RootSource::Disk;
+  c.rootPartition = 3;
   c.mounts.push_back({GuestMount::Kind::Share, "shares/0", "/data", true, 0});
   c.mounts.push_back({GuestMount::Kind::Tmpfs, "", "/scratch", false, 100});
   c.mounts.push_back({GuestMount::Kind::Share, "shares/1", "/etc/app.conf", true, 0, true});
@@ -23,6 +25,8 @@ TEST_CASE("GuestConfig survives a JSON round trip") {
   CHECK(back.env == c.env);
   CHECK(back.workdir == "/work");
   CHECK(back.rootReadOnly);
+  CHECK(back.rootSource == RootSource::Disk);
+  CHECK(back.rootPartition == 3);
   REQUIRE(back.mounts.size() == 3);
   CHECK(back.mounts[0].kind == GuestMount::Kind::Share);
   CHECK(back.mounts[0].source == "shares/0");
@@ -51,7 +55,10 @@ TEST_CASE("the runner gives the guest each share and tmpfs in order") {
   vm.rootReadOnly = true;
   vm.shares = {{"/srv/a", "/a", false}, {"/srv/b", "/b", true, true}};
   vm.tmpfs = {{"/t", 8}};
-  const GuestConfig g = GuestConfigFor(vm);
+  vm.rootDisk = RootDisk{"/img/root.raw", "raw", 2};
+  const GuestConfig g = GuestConfigFor(vm, RootSource::Disk);
+  CHECK(g.rootSource == RootSource::Disk);
+  CHECK(g.rootPartition == 2);
   REQUIRE(g.mounts.size() == 3);
   CHECK(g.mounts[0].source == "shares/0");
   CHECK(g.mounts[1].source == "shares/1");
@@ -62,4 +69,17 @@ TEST_CASE("the runner gives the guest each share and tmpfs in order") {
   CHECK(g.mounts[2].sizeMiB == 8);
   CHECK(g.command == vm.command);
   CHECK(g.rootReadOnly);
+}
+
+TEST_CASE("a mount attached later survives the trip to the agent") {
+  const GuestMount share = GuestMountFromJson(GuestMountToJson({GuestMount::Kind::Share, "attached/3", "/data", true, 0}));
+  CHECK(share.kind == GuestMount::Kind::Share);
+  CHECK(share.source == "attached/3");
+  CHECK(share.target == "/data");
+  CHECK(share.readOnly);
+  const GuestMount tmpfs = GuestMountFromJson(GuestMountToJson({GuestMount::Kind::Tmpfs, "", "/t", false, 9}));
+  CHECK(tmpfs.kind == GuestMount::Kind::Tmpfs);
+  CHECK(tmpfs.sizeMiB == 9);
+  CHECK_THROWS_AS(GuestMountFromJson(R"({"type":"nfs","target":"/x"})"), std::runtime_error);
+  CHECK_THROWS_AS(GuestMountFromJson("{"), std::runtime_error);
 }

@@ -19,7 +19,7 @@ VmConfig Config() {
   return c;
 }
 
-const QemuEndpoints kEndpoints{"/run/vm-1/console", "/run/vm-1/fs.sock", "/run/vm-1/vsock.vhost"};
+const QemuEndpoints kEndpoints{"/run/vm-1/console", "/run/vm-1/fs.sock", "", "/run/vm-1/vsock.vhost"};
 
 // The value following `flag` (the first occurrence at or after `from`).
 std::string After(const std::vector<std::string>& a, const std::string& flag, size_t from = 0) {
@@ -61,7 +61,7 @@ TEST_CASE("TCG guests get the host's TSC rate; KVM guests get the host CPU") {
 
 TEST_CASE("commas in paths are escaped for QEMU's option syntax") {
   CHECK(QemuOptValue("/a,b/c,,d") == "/a,,b/c,,,,d");
-  const QemuEndpoints odd{"/r,1/console", "/r,1/fs.sock", "/r,1/v.vhost"};
+  const QemuEndpoints odd{"/r,1/console", "/r,1/fs.sock", "", "/r,1/v.vhost"};
   const auto a = QemuArgs(Config(), Accel::Tcg, odd, std::nullopt);
   CHECK(Has(a, "socket,id=fs,path=/r,,1/fs.sock"));
 }
@@ -85,11 +85,40 @@ TEST_CASE("a VM with a network gets one virtio-net device on the runner's stream
 TEST_CASE("virtiofsd is the Rust one, without the capabilities for device nodes, file capabilities and keeping setuid bits") {
   VmConfig c = Config();
   c.virtiofsdPath = "/rt/virtiofsd";
-  const auto a = VirtiofsdArgs(c, "/run/vm-1/fs", "/run/vm-1/fs.sock");
-  CHECK(a[0] == "/rt/virtiofsd");
-  CHECK(Has(a, "--shared-dir=/run/vm-1/fs"));
-  CHECK(Has(a, "--socket-path=/run/vm-1/fs.sock"));
-  CHECK(Has(a, "--sandbox=namespace"));
-  CHECK(Has(a, "--modcaps=-mknod:-setfcap:-fsetid"));
-  CHECK_FALSE(Has(a, "--xattr"));  // no xattrs: no way to set security.capability
+  for (ShareCaching caching : {ShareCaching::Coherent, ShareCaching::Immutable}) {
+    const auto a = VirtiofsdArgs(c, "/run/vm-1/fs", "/run/vm-1/fs.sock", caching);
+    CHECK(a[0] == "/rt/virtiofsd");
+    CHECK(Has(a, "--shared-dir=/run/vm-1/fs"));
+    CHECK(Has(a, "--socket-path=/run/vm-1/fs.sock"));
+    CHECK(Has(a, "--sandbox=namespace"));
+    CHECK(Has(a, "--modcaps=-mknod:-setfcap:-fsetid"));
+    CHECK_FALSE(Has(a, "--xattr"));  // no xattrs: no way to set security.capability
+  }
+}
+
+TEST_CASE("folders the host may change are shared coherently; an immutable root is cached and refused writes") {
+  const auto tree = VirtiofsdArgs(Config(), "/run/vm-1/fs", "/run/vm-1/fs.sock", ShareCaching::Coherent);
+  CHECK(Has(tree, "--cache=auto"));
+  CHECK_FALSE(Has(tree, "--readonly"));
+  const auto root = VirtiofsdArgs(Config(), "/run/vm-1/root", "/run/vm-1/rootfs.sock", ShareCaching::Immutable);
+  CHECK(Has(root, "--cache=always"));
+  CHECK(Has(root, "--readonly"));
+}
+
+TEST_CASE("a root with its own share server gets a second virtio-fs device") {
+  QemuEndpoints e = kEndpoints;
+  e.rootFsSocket = "/run/vm-1/rootfs.sock";
+  const auto a = QemuArgs(Config(), Accel::Tcg, e, std::nullopt);
+  CHECK(Has(a, "socket,id=rootfs,path=/run/vm-1/rootfs.sock"));
+  CHECK(Has(a, "vhost-user-fs-device,chardev=rootfs,tag=krunbox-root"));
+  CHECK_FALSE(Has(QemuArgs(Config(), Accel::Tcg, kEndpoints, std::nullopt), "vhost-user-fs-device,chardev=rootfs,tag=krunbox-root"));
+}
+
+TEST_CASE("a disk image root is one read-only virtio-blk disk in the format given, never probed") {
+  VmConfig c = Config();
+  c.rootDisk = RootDisk{"/img/a,b.qcow2", "qcow2", 0};
+  const auto a = QemuArgs(c, Accel::Tcg, kEndpoints, std::nullopt);
+  CHECK(After(a, "-drive") == "if=none,id=root,readonly=on,format=qcow2,file=/img/a,,b.qcow2");
+  CHECK(Has(a, "virtio-blk-device,drive=root"));
+  CHECK_FALSE(Has(QemuArgs(Config(), Accel::Tcg, kEndpoints, std::nullopt), "-drive"));
 }

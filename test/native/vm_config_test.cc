@@ -177,3 +177,24 @@ TEST_CASE("an unknown or misspelt key is an error naming it, at every level") {
   // Every key the library sends is known: the round trip of a full config parses.
   CHECK(FieldOf(VmConfigToJson(VmConfigFromJson(Base()))) == "");
 }
+
+TEST_CASE("a disk image root is a file in a known format, always copy-on-write") {
+  json j = Base();
+  j["rootDisk"] = {{"path", "/proc/self/exe"}, {"format", "qcow2"}, {"partition", 2}};
+  const VmConfig c = VmConfigFromJson(j);
+  REQUIRE(c.rootDisk);
+  CHECK(c.rootDisk->format == "qcow2");
+  CHECK(c.rootDisk->partition == 2);
+  CHECK(c.rootReadOnly);
+  const VmConfig back = VmConfigFromJson(VmConfigToJson(c));
+  REQUIRE(back.rootDisk);
+  CHECK(back.rootDisk->path == "/proc/self/exe");
+  CHECK_FALSE(VmConfigFromJson(VmConfigToJson(VmConfigFromJson(Base()))).rootDisk);
+
+  j["rootDisk"]["format"] = "vmdk";
+  CHECK(FieldOf(j) == "rootDisk.format");
+  j["rootDisk"] = {{"path", "/tmp"}, {"format", "raw"}};
+  CHECK(FieldOf(j) == "rootDisk.path");  // a folder, not a file
+  j["rootDisk"] = {{"path", "/proc/self/exe"}, {"format", "raw"}, {"readonly", true}};
+  CHECK(FieldOf(j) == "rootDisk.readonly");
+}
