@@ -3,7 +3,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ConfigError, GuestSetupError, Sandbox, SandboxCrashedError, SandboxPool, SandboxStoppedError, Volume } from "../lib/index.js";
+import { ConfigError, GuestSetupError, Sandbox, SandboxCrashedError, SandboxRegistry, SandboxStoppedError, Volume } from "../lib/index.js";
 import { runDirEntries, tempDir, vmProcesses, waitFor } from "./helpers.js";
 
 afterAll(async () => {
@@ -12,7 +12,7 @@ afterAll(async () => {
 });
 
 describe("a pool of 2", () => {
-  let pool: SandboxPool;
+  let pool: SandboxRegistry;
   const handedOut: Sandbox[] = [];
   beforeAll(() => {
     pool = Sandbox.pool({ size: 2, env: { FROM: "pool" } });

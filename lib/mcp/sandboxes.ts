@@ -51,7 +51,7 @@ const summary = ({ id, image, cpus, memoryMiB, network, ports, createdAt, active
 
 const shuttingDown = () => new SandboxStoppedError("the krunbox mcp server is shutting down");
 
-export class SandboxPool {
+export class SandboxRegistry {
   readonly #entries = new Map<string, Entry>();
   readonly #ended = new Map<string, string>();
   /** Creations under way: they count against the limits too. */

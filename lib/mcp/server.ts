@@ -6,7 +6,8 @@ import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { describeAllowance, describeVolumes } from "./guards/volumes.js";
 import type { McpLimits } from "./limits.js";
-import { SandboxPool } from "./sandboxes.js";
+import { SandboxRegistry } from "./sandboxes.js";
+import { shareOnlyCanonicalPaths } from "../vm/vm.js";
 import { registerExecTools } from "./tools/exec.js";
 import { registerFileTools } from "./tools/files.js";
 import { registerLifecycleTools } from "./tools/lifecycle.js";
@@ -43,11 +44,13 @@ function instructions(limits: McpLimits): string {
  */
 export async function serveMcp(limits: McpLimits): Promise<void> {
   const log = (line: string) => process.stderr.write(`krunbox mcp: ${line}\n`);
-  const pool = new SandboxPool(limits, log);
+  // The --allow-bind check resolved each bind's real path: a link swapped in after it is refused, not followed.
+  shareOnlyCanonicalPaths();
+  const sandboxes = new SandboxRegistry(limits, log);
   const server = new McpServer({ name: "krunbox", version }, { instructions: instructions(limits) });
-  registerLifecycleTools(server, pool, limits);
-  registerExecTools(server, pool, limits);
-  registerFileTools(server, pool, limits);
+  registerLifecycleTools(server, sandboxes, limits);
+  registerExecTools(server, sandboxes, limits);
+  registerFileTools(server, sandboxes, limits);
 
   let finish!: () => void;
   const finished = new Promise<void>((resolve) => (finish = resolve));
@@ -55,9 +58,9 @@ export async function serveMcp(limits: McpLimits): Promise<void> {
   const shutdown = async (why: string) => {
     if (stopping) return;
     stopping = true;
-    const n = pool.list().length;
+    const n = sandboxes.list().length;
     if (n) log(`${why}: stopping ${n} sandbox(es)`);
-    await pool.close();
+    await sandboxes.close();
     await server.close().catch(() => {});
     process.stdin.destroy();
     finish();

@@ -1,5 +1,6 @@
 // One VM: a thin typed layer over the addon's Vm, which spawns the runner.
 import { EventEmitter } from "node:events";
+import fs from "node:fs";
 import {
   BootTimeoutError,
   ConfigError,
@@ -67,6 +68,40 @@ function errorFromRunner(ev: RunnerEvent): KrunboxError {
   }
 }
 
+let onlyCanonicalShares = false;
+
+/**
+ * From now on, in this process, a share's host path must already be
+ * canonical (no symbolic link in any part): for a caller that checked the
+ * real path itself (krunbox mcp's --allow-bind), so that a folder swapped
+ * for a link after its check is refused instead of followed. Not part of
+ * the package's API.
+ */
+export function shareOnlyCanonicalPaths(): void {
+  onlyCanonicalShares = true;
+}
+
+const withoutLinks = (hostPath: string) => {
+  try {
+    return fs.realpathSync(hostPath);
+  } catch {
+    return hostPath;
+  }
+};
+
+/**
+ * A share's host path with its symbolic links resolved: the runner refuses
+ * a link in any part of a path it shares, so that a link swapped in after
+ * this point (by a guest, in a folder it can write) is an error, not an
+ * escape. A path that does not resolve is passed as is: the runner names it.
+ */
+function canonical(hostPath: string, field: string): string {
+  const real = withoutLinks(hostPath);
+  if (onlyCanonicalShares && real !== hostPath)
+    throw new ConfigError(field, `${field}: ${hostPath} now leads to ${real} (a part of it became a symbolic link since it was checked); refused`);
+  return real;
+}
+
 function nativeConfig(options: VmOptions): object {
   const backend = options.backend ?? "qemu";
   const paths = runtimePaths();
@@ -80,7 +115,8 @@ function nativeConfig(options: VmOptions): object {
     bootTimeoutMs: options.bootTimeoutMs ?? VM_DEFAULTS.bootTimeoutMs,
     workdir: options.workdir ?? VM_DEFAULTS.workdir,
     consoleLimitBytes: options.consoleLimitBytes ?? VM_DEFAULTS.consoleLimitBytes,
-    rootPath: options.rootPath ?? defaultImage(),
+    rootPath: withoutLinks(options.rootPath ?? defaultImage()),
+    shares: options.shares?.map((share, i) => ({ ...share, hostPath: canonical(share.hostPath, `shares[${i}].hostPath`) })),
     rootReadOnly: options.rootReadOnly ?? usesBuiltinRoot,
     env: Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`),
     network: options.network
@@ -243,10 +279,16 @@ export class VirtualMachine extends EventEmitter {
    */
   attach(attachment: VmAttachment): Promise<void> {
     if (this.state !== "running") return Promise.reject(new VmmFailedError(`cannot attach to a VM that is ${this.state}`));
+    let spec: VmAttachment;
+    try {
+      spec = "hostPath" in attachment ? { ...attachment, hostPath: canonical(attachment.hostPath, "hostPath") } : attachment;
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const id = this.#nextAttachment++;
     return new Promise((resolve, reject) => {
       this.#attachments.set(id, { resolve, reject });
-      this.#native.attach(id, JSON.stringify(attachment));
+      this.#native.attach(id, JSON.stringify(spec));
     });
   }
 

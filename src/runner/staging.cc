@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/openat2.h>
+
 #include "runner/net/guest_network.h"
 
 namespace krunbox {
@@ -67,9 +69,12 @@ void SweepStale(const std::string& base) {
   closedir(d);
 }
 
-void BindInto(const std::string& source, const std::string& target, bool readOnly) {
+void BindInto(const std::string& hostPath, const std::string& target, bool readOnly) {
+  // Mount what was checked: the fd pins it, the magic link names it.
+  const Fd pinned = OpenBindSource(hostPath);
+  const std::string source = "/proc/self/fd/" + std::to_string(pinned.get());
   if (mount(source.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
-    ThrowErrno("SETUP_FAILED", "bind " + source);
+    ThrowErrno("SETUP_FAILED", "bind " + hostPath);
   MountAttr attr{kAttrNosuid | kAttrNodev | (readOnly ? kAttrRdonly : 0), 0, 0, 0};
   if (syscall(SYS_mount_setattr, AT_FDCWD, target.c_str(), kAtRecursive, &attr, sizeof attr) == 0) return;
   if (errno != ENOSYS) ThrowErrno("SETUP_FAILED", "mount_setattr " + target);
@@ -78,7 +83,7 @@ void BindInto(const std::string& source, const std::string& target, bool readOnl
   if (readOnly) {
     umount2(target.c_str(), MNT_DETACH);
     if (mount(source.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) != 0)
-      ThrowErrno("SETUP_FAILED", "bind " + source);
+      ThrowErrno("SETUP_FAILED", "bind " + hostPath);
   }
   const unsigned long flags = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | (readOnly ? MS_RDONLY : 0);
   if (mount(nullptr, target.c_str(), nullptr, flags, nullptr) != 0)
@@ -121,11 +126,32 @@ void EnterMountNamespace() {
 
 }  // namespace
 
+Fd OpenBindSource(const std::string& hostPath) {
+  open_how how{};
+  how.flags = O_PATH | O_CLOEXEC;
+  how.resolve = RESOLVE_NO_SYMLINKS;
+  Fd fd(static_cast<int>(syscall(SYS_openat2, AT_FDCWD, hostPath.c_str(), &how, sizeof how)));
+  if (fd.valid()) return fd;
+  if (errno == ELOOP)
+    throw RunnerError("SETUP_FAILED", "will not share " + hostPath +
+                                          ": a part of the path is a symbolic link (one appeared after the path was "
+                                          "checked, or the config names a path that is not canonical)");
+  if (errno != ENOSYS) ThrowErrno("SETUP_FAILED", "open " + hostPath);
+  // Kernels before 5.6: no openat2; the last component at least is no link.
+  Fd plain(open(hostPath.c_str(), O_PATH | O_CLOEXEC | O_NOFOLLOW));
+  if (!plain.valid()) ThrowErrno("SETUP_FAILED", "open " + hostPath);
+  return plain;
+}
+
 RunDir::RunDir() {
   const std::string base = RunBase();
   EnsureBase(base);
   SweepStale(base);
-  std::string tmpl = base + "/vm-XXXXXX";
+  // Canonical: the tree's own folders are bound like shares (OpenBindSource).
+  char* real = realpath(base.c_str(), nullptr);
+  if (!real) ThrowErrno("SETUP_FAILED", "realpath " + base);
+  std::string tmpl = std::string(real) + "/vm-XXXXXX";
+  free(real);
   if (!mkdtemp(tmpl.data())) ThrowErrno("SETUP_FAILED", "mkdtemp in " + base);
   path_ = tmpl;
   lock_ = Fd(open((path_ + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));

@@ -24,6 +24,12 @@ class RunDir {
   Fd lock_;
 };
 
+// Opens a share's host path (O_PATH) refusing a symbolic link in any of
+// its parts: the addon sends canonical paths, so a link there appeared
+// after the path was checked (a guest swapping a folder in a share it can
+// write for a link to elsewhere on the host). Throws RunnerError.
+Fd OpenBindSource(const std::string& hostPath);
+
 // Enters a private mount namespace and builds, at `dir`, the tree the guest
 // mounts from its virtio-fs device:
 //   config.json   what the guest agent runs (GuestConfigFor below)

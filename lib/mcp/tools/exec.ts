@@ -7,7 +7,7 @@ import type { Sandbox } from "../../sandbox/sandbox.js";
 import type { McpLimits } from "../limits.js";
 import { BoundedOutput, toolResult } from "../output.js";
 import { pullProgress } from "../progress.js";
-import { sandboxIdSchema, type SandboxPool } from "../sandboxes.js";
+import { sandboxIdSchema, type SandboxRegistry } from "../sandboxes.js";
 
 // A tool call should end: clients give up on requests after about a minute.
 const DEFAULT_TIMEOUT_MS = 60_000;
@@ -68,7 +68,7 @@ async function runBounded(sandbox: Sandbox, argv: readonly string[], options: Sp
   return toolResult({ ...exit, stdout: stdout.text, stderr: stderr.text, ...(notes.length ? { note: notes.join("; ") } : {}) });
 }
 
-export function registerExecTools(server: McpServer, pool: SandboxPool, limits: McpLimits): void {
+export function registerExecTools(server: McpServer, sandboxes: SandboxRegistry, limits: McpLimits): void {
   server.registerTool(
     "sandbox_exec",
     {
@@ -79,7 +79,7 @@ export function registerExecTools(server: McpServer, pool: SandboxPool, limits: 
       outputSchema: execResultSchema,
     },
     async ({ id, command, args, stdin, cwd, env, timeoutMs }, extra) =>
-      pool.use(id, (sb) => runBounded(sb, [command, ...args], { input: stdin, cwd, env, timeoutMs, signal: extra.signal }, limits)),
+      sandboxes.use(id, (sb) => runBounded(sb, [command, ...args], { input: stdin, cwd, env, timeoutMs, signal: extra.signal }, limits)),
   );
 
   server.registerTool(
@@ -94,10 +94,10 @@ export function registerExecTools(server: McpServer, pool: SandboxPool, limits: 
     },
     async ({ id, language, code, timeoutMs }, extra) => {
       const run = (sb: Sandbox) => runBounded(sb, [...LANGUAGES[language], code], { timeoutMs, signal: extra.signal }, limits);
-      if (id) return pool.use(id, run);
+      if (id) return sandboxes.use(id, run);
       const image = language === "sh" ? undefined : limits.images[language];
       const { cpus, memoryMiB } = sandboxOptionsSchema.pick({ cpus: true, memoryMiB: true }).parse({});
-      return pool.once({ image, cpus, memoryMiB }, pullProgress(image, extra), run);
+      return sandboxes.once({ image, cpus, memoryMiB }, pullProgress(image, extra), run);
     },
   );
 }

@@ -8,7 +8,7 @@ import type { Dirent } from "../../fs/types.js";
 import type { Sandbox } from "../../sandbox/sandbox.js";
 import { SET_BY_OPERATOR, type McpLimits } from "../limits.js";
 import { toolResult } from "../output.js";
-import { sandboxIdSchema, type SandboxPool } from "../sandboxes.js";
+import { sandboxIdSchema, type SandboxRegistry } from "../sandboxes.js";
 
 const pathSchema = z.string().min(1).describe("a path in the sandbox; a relative one is against its working folder");
 const encodingSchema = z.enum(["utf8", "base64"]).default("utf8").describe('"utf8" for text, "base64" for bytes');
@@ -91,7 +91,7 @@ async function listFiles(sb: Sandbox, p: string, limits: McpLimits) {
   return toolResult({ path: p, total: all.length, entries, ...(note ? { note } : {}) });
 }
 
-export function registerFileTools(server: McpServer, pool: SandboxPool, limits: McpLimits): void {
+export function registerFileTools(server: McpServer, sandboxes: SandboxRegistry, limits: McpLimits): void {
   server.registerTool(
     "sandbox_read_file",
     {
@@ -102,7 +102,7 @@ export function registerFileTools(server: McpServer, pool: SandboxPool, limits: 
       outputSchema: z.object({ path: z.string(), encoding: z.enum(["utf8", "base64"]), bytes: z.number().int(), content: z.string() }),
       annotations: { readOnlyHint: true },
     },
-    async ({ id, path: p, encoding }) => pool.use(id, (sb) => readFile(sb, p, encoding, limits)),
+    async ({ id, path: p, encoding }) => sandboxes.use(id, (sb) => readFile(sb, p, encoding, limits)),
   );
 
   server.registerTool(
@@ -115,7 +115,7 @@ export function registerFileTools(server: McpServer, pool: SandboxPool, limits: 
       outputSchema: z.object({ path: z.string(), bytes: z.number().int() }),
       annotations: { destructiveHint: true, idempotentHint: true },
     },
-    async ({ id, path: p, content, encoding }) => pool.use(id, (sb) => writeFile(sb, p, content, encoding, limits)),
+    async ({ id, path: p, content, encoding }) => sandboxes.use(id, (sb) => writeFile(sb, p, content, encoding, limits)),
   );
 
   server.registerTool(
@@ -131,6 +131,6 @@ export function registerFileTools(server: McpServer, pool: SandboxPool, limits: 
       }),
       annotations: { readOnlyHint: true },
     },
-    async ({ id, path: p }) => pool.use(id, (sb) => listFiles(sb, p, limits)),
+    async ({ id, path: p }) => sandboxes.use(id, (sb) => listFiles(sb, p, limits)),
   );
 }

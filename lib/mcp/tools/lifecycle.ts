@@ -9,7 +9,7 @@ import { confineVolumes } from "../guards/volumes.js";
 import type { McpLimits } from "../limits.js";
 import { toolResult } from "../output.js";
 import { pullProgress } from "../progress.js";
-import { sandboxIdSchema, sandboxSummarySchema, type SandboxPool } from "../sandboxes.js";
+import { sandboxIdSchema, sandboxSummarySchema, type SandboxRegistry } from "../sandboxes.js";
 
 // What a model may choose; the rest of the API's options (backend, image
 // folders, credentials, onConnect) stay with whoever runs the server.
@@ -29,7 +29,7 @@ function networkWords(limits: McpLimits): string {
   return `no network unless you ask for one (${mode}, within: ${limits.allowHosts.map((r) => r.text).join(", ")})`;
 }
 
-export function registerLifecycleTools(server: McpServer, pool: SandboxPool, limits: McpLimits): void {
+export function registerLifecycleTools(server: McpServer, sandboxes: SandboxRegistry, limits: McpLimits): void {
   server.registerTool(
     "sandbox_create",
     {
@@ -50,7 +50,7 @@ export function registerLifecycleTools(server: McpServer, pool: SandboxPool, lim
         ports: confinePorts(ports, limits),
       };
       const checkConnection = image ? await registryCheck(image, limits) : undefined;
-      const created = await pool.create(options, { onPull: pullProgress(image, extra), checkConnection });
+      const created = await sandboxes.create(options, { onPull: pullProgress(image, extra), checkConnection });
       return toolResult({ id: created.id, ports: created.ports });
     },
   );
@@ -64,7 +64,7 @@ export function registerLifecycleTools(server: McpServer, pool: SandboxPool, lim
       annotations: { destructiveHint: true, idempotentHint: false },
     },
     async ({ id }) => {
-      await pool.stop(id);
+      await sandboxes.stop(id);
       return toolResult({ stopped: id });
     },
   );
@@ -76,6 +76,6 @@ export function registerLifecycleTools(server: McpServer, pool: SandboxPool, lim
       outputSchema: z.object({ sandboxes: z.array(sandboxSummarySchema) }),
       annotations: { readOnlyHint: true },
     },
-    async () => toolResult({ sandboxes: pool.list() }),
+    async () => toolResult({ sandboxes: sandboxes.list() }),
   );
 }
