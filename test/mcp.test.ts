@@ -11,6 +11,7 @@ import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { packageRoot } from "../lib/vm/runtime.js";
 import { VM_DEFAULTS } from "../lib/vm/defaults.js";
+import { Volume } from "../lib/index.js";
 import { tempDir, vmProcesses, waitFor } from "./helpers.js";
 import { buildLayout, push, startRegistry } from "./fixtures/registry.mjs";
 
@@ -398,6 +399,27 @@ it("mounts only the named volumes --allow-volume allows, by default the model's 
   expect(refused(await exact.call("sandbox_create", { volumes: ["mcp-state:/state"] }))).toMatch(/only the named volumes pip-cache \(--allow-volume/);
   const none = await connect("--allow-volume", "none");
   expect(refused(await none.call("sandbox_create", { volumes: ["mcp-state:/state"] }))).toMatch(/lets sandboxes use no named volumes \(--allow-volume, .*\); use a tmpfs volume$/);
+});
+
+it("creates the model's named volumes with the --volume-quota quota, enforced on the host", async () => {
+  // The default: 1024 MiB.
+  const { call } = await connect();
+  ok(await call("sandbox_stop", { id: ok(await call("sandbox_create", { volumes: ["mcp-default:/v"] })).id }));
+  expect((await Volume.get("mcp-default")).info).toMatchObject({ quotaMiB: 1024, labels: { "created-by": "krunbox mcp" } });
+
+  const small = await connect("--volume-quota", "16");
+  const { id } = ok(await small.call("sandbox_create", { volumes: ["mcp-small:/v"] }));
+  const fill = ok(await small.call("sandbox_exec", { id, command: "sh", args: ["-c", "dd if=/dev/zero of=/v/big bs=1M count=32 2>&1 | grep -o 'No space left on device'"] }));
+  expect(fill.stdout).toBe("No space left on device\n");
+  ok(await small.call("sandbox_stop", { id }));
+
+  const unbounded = await connect("--volume-quota", "none");
+  ok(await unbounded.call("sandbox_stop", { id: ok(await unbounded.call("sandbox_create", { volumes: ["mcp-free:/v"] })).id }));
+  expect((await Volume.get("mcp-free")).info.quotaMiB).toBeUndefined();
+  // A volume that exists is used as it is.
+  ok(await small.call("sandbox_stop", { id: ok(await small.call("sandbox_create", { volumes: ["mcp-free:/v"] })).id }));
+  expect((await Volume.get("mcp-free")).info.quotaMiB).toBeUndefined();
+  for (const name of ["mcp-default", "mcp-small", "mcp-free"]) await Volume.remove(name);
 });
 
 it("limits the cpus of a sandbox to --max-cpus", async () => {

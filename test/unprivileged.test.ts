@@ -81,3 +81,27 @@ try {
   expect(fs.readFileSync(path.join(rw, "out"), "utf8")).toBe("out\n");
   expect(fs.readFileSync(path.join(ro, "file"), "utf8")).toBe("original");
 });
+
+// krunbox mcp run by an ordinary user: its volume quota cannot be
+// enforced, so the volume is refused (a LimitError naming the flag), and
+// nothing is created.
+it.runIf(process.getuid?.() === 0)("refuses a model's named volume it cannot give a quota, as an unprivileged user", () => {
+  const dir = tempDir();
+  fs.chownSync(dir, nobody, nobody);
+  const r = asNobody(
+    dir,
+    `const { createQuotaVolumes } = await import(${JSON.stringify(path.join(dir, "krunbox/dist/mcp/guards/volumes.js"))});
+const { Volume } = await import(${JSON.stringify(path.join(dir, "krunbox/dist/index.js"))});
+try {
+  await createQuotaVolumes([{ type: "named", name: "mcp-x", target: "/x", readOnly: false }], { volumeQuotaMiB: 64 });
+  console.log("created");
+} catch (err) {
+  console.log(err.constructor.name, err.limit, err.message);
+}
+console.log("volumes:", (await Volume.list()).length);
+`,
+  );
+  expect(r.stderr).toBe("");
+  expect(r.stdout).toMatch(/^LimitError --volume-quota refused: the named volume "mcp-x" would be created with a 64 MiB quota, which this host cannot enforce \(volume quotas need root.*--volume-quota none/);
+  expect(r.stdout).toContain("volumes: 0\n");
+});

@@ -22,6 +22,7 @@ const FLAGS = {
   "max-output": whole(1024, 64 << 20).default(32 << 10),
   "max-file-bytes": whole(1024, 256 << 20).default(1 << 20),
   "max-list-entries": whole(1, 1 << 20).default(1000),
+  "volume-quota": z.union([z.literal("none").transform(() => null), whole(16, 16 << 20)]).default(1024),
   "python-image": z.string().default("python:3-slim"),
   "node-image": z.string().default("node:lts-slim"),
 };
@@ -93,6 +94,7 @@ interface McpFlags extends Partial<Record<keyof typeof LISTS, string[]>> {
   maxOutput?: string;
   maxFileBytes?: string;
   maxListEntries?: string;
+  volumeQuota?: string;
   pythonImage?: string;
   nodeImage?: string;
 }
@@ -105,6 +107,7 @@ async function mcp(flags: McpFlags): Promise<number> {
   const limits: McpLimits = {
     allowBind: list("allowBind").map(allowance),
     allowVolumes: volumePatterns(list("allowVolume")),
+    volumeQuotaMiB: flag("volume-quota", flags.volumeQuota),
     allowRegistries: list("allowRegistry").map(registryEntry),
     network,
     allowHosts: list("allowHost").map(hostRule),
@@ -150,6 +153,10 @@ export function mcpCommand(parent: Command, setStatus: SetStatus): Command {
     .option("--max-output <bytes>", described("max-output", "bytes kept of each of stdout and stderr per call"))
     .option("--max-file-bytes <bytes>", described("max-file-bytes", "bytes one sandbox_read_file or sandbox_write_file call may carry"))
     .option("--max-list-entries <n>", described("max-list-entries", "entries one sandbox_list_files call returns"))
+    .option(
+      "--volume-quota <MiB|none>",
+      described("volume-quota", 'the quota of each named volume a tool call creates (needs root); "none": no quota, a volume may fill the disk'),
+    )
     .option("--python-image <ref>", described("python-image", "image of throwaway python sandboxes"))
     .option("--node-image <ref>", described("node-image", "image of throwaway node sandboxes"))
     .action(async (flags: McpFlags) => setStatus(await mcp(flags)));

@@ -19,6 +19,8 @@ export interface McpLimits {
   allowBind: BindAllowance[];
   /** Named volumes tool calls may use: names, or prefixes ending in "*"; empty: none. */
   allowVolumes: string[];
+  /** The quota (MiB) of each named volume a tool call creates; null: none (a volume may fill the host's disk). */
+  volumeQuotaMiB: number | null;
   /** Registries model-named images may come from: "*" (any at a public address) or HOST[:PORT]. */
   allowRegistries: string[];
   network: NetworkCeiling;

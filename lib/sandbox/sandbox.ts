@@ -1,9 +1,7 @@
 // The API users call: a microVM that runs processes on demand.
 import { EventEmitter } from "node:events";
 import { Readable } from "node:stream";
-import fs from "node:fs";
 import type net from "node:net";
-import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import {
   BootTimeoutError,
@@ -33,12 +31,12 @@ import {
 import { ExecChannel } from "./channel.js";
 import { collect, type ExecResult } from "./exec.js";
 import { SandboxProcess } from "./process.js";
+import { resolveRoot } from "./root.js";
 import { execPayload, MAX_FRAME, type ExecRequest } from "./protocol.js";
 import { createSocketDir, type SocketDir } from "./socket-dir.js";
 import { SandboxFs } from "../fs/sandbox-fs.js";
 import { SandboxPool, type PoolOptions } from "../pool/pool.js";
-import { holdImage, pullImage } from "../images/cache.js";
-import { resolveDiskImage } from "../images/disk.js";
+import { holdImage } from "../images/cache.js";
 import { resolveNetwork, type ConnectionEvent, type NetworkOption } from "../network/policy.js";
 import { connectGuestPort, resolvePorts, type PortSpec, type PublishedPort } from "../network/ports.js";
 import { VirtualMachine } from "../vm/vm.js";
@@ -231,25 +229,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
    */
   static async create(options: SandboxOptions = {}): Promise<Sandbox> {
     const resolved = checkSandboxOptions(options);
-    const image = resolved.image;
-    if (image && typeof image === "object" && "dir" in image) {
-      const dir = path.resolve(image.dir);
-      if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory())
-        throw new ConfigError("image.dir", `image.dir: root folder ${dir} does not exist`);
-      resolved.root = dir;
-    } else if (image && typeof image === "object" && "disk" in image) {
-      resolved.rootDisk = resolveDiskImage(image);
-    } else if (image) {
-      // An OCI image: its config's Env, WorkingDir and User become defaults.
-      const { ref, ...pull } = typeof image === "string" ? { ref: image } : image;
-      const pulled = await pullImage(ref, pull);
-      resolved.root = pulled.rootfs;
-      resolved.imageDigest = pulled.digest;
-      const imageEnv = Object.fromEntries(pulled.config.env.map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
-      resolved.env = { ...imageEnv, ...resolved.env };
-      if (options.workdir === undefined && pulled.config.workingDir) resolved.workdir = pulled.config.workingDir;
-      resolved.user ??= pulled.config.user || undefined;
-    }
+    await resolveRoot(resolved, options.workdir !== undefined);
     checkEnvSize(resolved.env);
     const sb = new Sandbox(resolved, await resolveVolumes(resolved.volumes));
     try {

@@ -3,9 +3,10 @@
 // "mcp-" ones, never the other volumes in KRUNBOX_HOME), tmpfs freely.
 import fs from "node:fs";
 import path from "node:path";
-import { ConfigError, LimitError } from "../../errors.js";
+import { ConfigError, LimitError, QuotaNotSupportedError, VolumeExistsError, VolumeNotFoundError } from "../../errors.js";
 import { parseOptions } from "../../validate.js";
 import { volumesSchema, type VolumeEntry, type VolumeSpec } from "../../volumes/spec.js";
+import { Volume } from "../../volumes/volumes.js";
 import { SET_BY_OPERATOR, type BindAllowance, type McpLimits } from "../limits.js";
 
 export const describeAllowance = (a: BindAllowance) => (a.readOnly ? `${a.dir} (read-only)` : a.dir);
@@ -71,4 +72,36 @@ export function confineVolumes(volumes: VolumeSpec[], limits: McpLimits): Volume
       );
     return spec;
   });
+}
+
+/**
+ * Creates the named volumes a tool call mounts that do not exist yet, each
+ * with the --volume-quota quota (so a model cannot fill the host's disk);
+ * volumes that exist are used as they are. With --volume-quota none,
+ * Sandbox.create makes them, unbounded.
+ */
+export async function createQuotaVolumes(volumes: VolumeEntry[], limits: McpLimits): Promise<void> {
+  const quotaMiB = limits.volumeQuotaMiB;
+  if (quotaMiB === null) return;
+  for (const v of volumes) {
+    if (v.type !== "named") continue;
+    try {
+      await Volume.get(v.name);
+      continue;
+    } catch (err) {
+      if (!(err instanceof VolumeNotFoundError)) throw err;
+    }
+    try {
+      await Volume.create(v.name, { quotaMiB, labels: { "created-by": "krunbox mcp" } });
+    } catch (err) {
+      if (err instanceof VolumeExistsError) continue;
+      if (err instanceof QuotaNotSupportedError)
+        throw new LimitError(
+          "--volume-quota",
+          `refused: the named volume "${v.name}" would be created with a ${quotaMiB} MiB quota, which this host cannot enforce ` +
+            `(${err.message}); --volume-quota none lets tool calls create volumes without one (${SET_BY_OPERATOR}); use a tmpfs volume`,
+        );
+      throw err;
+    }
+  }
 }

@@ -5,7 +5,7 @@ import { imageReferenceSchema, sandboxOptionsSchema } from "../../sandbox/option
 import { volumeSpecSchema } from "../../volumes/spec.js";
 import { confineNetwork, confinePorts, modelNetworkSchema, modelPortsSchema } from "../guards/network.js";
 import { registryCheck } from "../guards/registry.js";
-import { confineVolumes } from "../guards/volumes.js";
+import { confineVolumes, createQuotaVolumes } from "../guards/volumes.js";
 import type { McpLimits } from "../limits.js";
 import { toolResult } from "../output.js";
 import { pullProgress } from "../progress.js";
@@ -50,6 +50,7 @@ export function registerLifecycleTools(server: McpServer, sandboxes: SandboxRegi
         ports: confinePorts(ports, limits),
       };
       const checkConnection = image ? await registryCheck(image, limits) : undefined;
+      await createQuotaVolumes(options.volumes, limits);
       const created = await sandboxes.create(options, { onPull: pullProgress(image, extra), checkConnection });
       return toolResult({ id: created.id, ports: created.ports });
     },
