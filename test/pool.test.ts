@@ -77,6 +77,21 @@ describe("a pool of 2", () => {
     await Volume.remove(named);
   });
 
+  it("attaches single files, read-only ones held on the host", async () => {
+    const dir = tempDir();
+    const [conf, log] = [path.join(dir, "app.conf"), path.join(dir, "app.log")];
+    fs.writeFileSync(conf, "setting=1\n");
+    fs.writeFileSync(log, "");
+    const sb = await pool.acquire({ volumes: [`${conf}:/etc/app.conf:ro`, `${log}:/var/log/app.log`] });
+    handedOut.push(sb);
+    const r = await sb.sh("cat /etc/app.conf; echo line >> /var/log/app.log; echo x > /etc/app.conf || echo refused; mount -o remount,rw /etc/app.conf && echo x > /etc/app.conf");
+    expect(r.stdout).toBe("setting=1\nrefused\n");
+    expect(fs.readFileSync(log, "utf8")).toBe("line\n");
+    expect(fs.readFileSync(conf, "utf8")).toBe("setting=1\n");
+    expect(fs.readdirSync(dir).sort()).toEqual(["app.conf", "app.log"]);
+    await sb.stop();
+  });
+
   it("refuses bad acquire options with the field named, handing nothing out", async () => {
     const idle = pool.idle;
     await expect(pool.acquire({ volumes: [{ type: "bind", source: "/nonexistent-dir", target: "/x" }] })).rejects.toMatchObject({
