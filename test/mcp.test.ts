@@ -394,6 +394,8 @@ it("mounts only the named volumes --allow-volume allows, by default the model's 
   ok(await call("sandbox_stop", { id: first }));
   const second = ok(await call("sandbox_create", { volumes: ["mcp-state:/state:ro"] })).id;
   expect(ok(await call("sandbox_read_file", { id: second, path: "/state/kept" })).content).toBe("kept\n");
+  ok(await call("sandbox_stop", { id: second }));
+  await Volume.remove("mcp-state");
 
   const exact = await connect("--allow-volume", "pip-cache");
   expect(refused(await exact.call("sandbox_create", { volumes: ["mcp-state:/state"] }))).toMatch(/only the named volumes pip-cache \(--allow-volume/);
