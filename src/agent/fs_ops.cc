@@ -21,17 +21,6 @@ namespace {
 // ENTRIES frames are cut at about this size (JSON arrays of [name, type]).
 constexpr size_t kEntriesBatch = 64 * 1024;
 
-bool WriteFull(int fd, const char* buf, size_t n) {
-  while (n > 0) {
-    const ssize_t w = write(fd, buf, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    buf += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
-}
-
 bool ReadFull(int fd, char* buf, size_t n) {
   while (n > 0) {
     const ssize_t r = read(fd, buf, n);
@@ -182,7 +171,7 @@ bool FsConn::Read(uint8_t& type, std::string& payload) {
 void FsConn::Send(uint8_t type, const char* data, size_t size) {
   // Header and payload apart: file data is not copied into a frame first.
   const auto header = krunbox::FrameHeader(type, size);
-  if (!WriteFull(fd_, header.data(), header.size()) || !WriteFull(fd_, data, size)) _exit(0);
+  if (!krunbox::WriteAll(fd_, header.data(), header.size()) || !krunbox::WriteAll(fd_, data, size)) _exit(0);
 }
 
 void FsConn::Ok(const json& j) { Send(krunbox::kFsOk, j.dump()); }

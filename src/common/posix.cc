@@ -30,16 +30,18 @@ short PollEvents(const std::vector<pollfd>& fds, int fd) {
   return 0;
 }
 
-bool WriteAll(int fd, const std::string& data) {
+bool WriteAll(int fd, const char* data, size_t size) {
   size_t off = 0;
-  while (off < data.size()) {
-    const ssize_t n = write(fd, data.data() + off, data.size() - off);
+  while (off < size) {
+    const ssize_t n = write(fd, data + off, size - off);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
     off += static_cast<size_t>(n);
   }
   return true;
 }
+
+bool WriteAll(int fd, const std::string& data) { return WriteAll(fd, data.data(), data.size()); }
 
 namespace {
 

@@ -48,6 +48,7 @@ void SetNonBlocking(int fd);
 short PollEvents(const std::vector<pollfd>& fds, int fd);
 
 // Writes all of `data` (retrying short writes and EINTR); false on error.
+bool WriteAll(int fd, const char* data, size_t size);
 bool WriteAll(int fd, const std::string& data);
 
 // Removes `name` under the folder `dirFd` (AT_FDCWD for a path) and, if it
